@@ -1,0 +1,54 @@
+"""Hyper-parameter sweep for the quick protocol, judged on the VALIDATION split only.
+
+VGG8 width 0.25, FashionMNIST, 10,000 training images, 3 epochs, batch 128. Each config
+line is `name key=value ...` (TrainConfig keys). Prints and appends JSON lines to --out.
+
+    python benchmarks/sweep_quick.py --out benchmarks/results/sweep.jsonl \
+        "official method=asge lr=2e-4 head_lr=2e-4 head_init=kaiming head_weight_decay=1e-3 min_lr_ratio=1"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import yaml
+
+from ffvision.config import TrainConfig, apply_overrides
+from ffvision.data import build_splits
+from ffvision.methods import create_method
+from ffvision.train.run import method_kwargs, seed_everything
+from ffvision.train.trainer import Trainer
+
+QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,
+         "batch_size": 128}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("configs", nargs="+", help="'name key=value ...'")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--val-size", type=int, default=10000)
+    args = ap.parse_args()
+    for line in args.configs:
+        name, *pairs = line.split()
+        over = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
+        cfg = apply_overrides(TrainConfig(), {**QUICK, "val_size": args.val_size, **over})
+        seed_everything(cfg.seed)
+        data = build_splits(cfg.dataset, cfg.data_dir, train_subset=cfg.train_subset, val_size=cfg.val_size)
+        method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
+        trainer = Trainer(method, cfg, None, show_progress=False)
+        t = time.time()
+        trainer.fit(data.train, data.val)
+        rec = {"name": name, "overrides": over, "seconds": round(time.time() - t, 1),
+               "val_by_epoch": [r["val_accuracy_by_strategy"] for r in trainer.history],
+               "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"]}
+        print(json.dumps(rec), flush=True)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()

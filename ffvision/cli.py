@@ -1,0 +1,196 @@
+"""Command line: ffvision train | eval | predict | list.
+
+Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
+and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from ffvision.config import FIELDS, TrainConfig, apply_overrides, load_recipe
+from ffvision.errors import ConfigError, FFVisionError
+
+RECIPES = Path(__file__).parent / "recipes"
+
+EPILOG_TRAIN = """examples:
+  ffvision train --method asge --model vgg8 --dataset fashion-mnist --width-mult 0.25 \\
+      --train-subset 10000 --epochs 3 --out runs/quick
+  ffvision train --config asge-cifar10 --data-dir ~/data          # a paper recipe
+  ffvision train --method bp --config asge-fmnist --epochs 5      # backprop, same network
+  ffvision train --resume runs/quick --epochs 6                  # continue (or extend) a run
+  ffvision train --dry-run                                       # one batch end to end
+recipes: """
+
+
+def _recipe_names() -> list[str]:
+    """Recipe files shipped with ffvision."""
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def _resolve_recipe(name: str) -> Path:
+    """A recipe path, or the name of a shipped recipe."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = RECIPES / f"{name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise ConfigError(f"recipe {name!r} not found; shipped recipes: {', '.join(_recipe_names())}")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (width_mult -> --width-mult), defaults suppressed."""
+    hints = typing.get_type_hints(TrainConfig)
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        args = typing.get_args(hints[name]) or (hints[name],)
+        base = next(a for a in args if a is not type(None))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        helptext = f"{f.metadata.get('help', '')} [default: {default}]"
+        if base is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=helptext)
+        elif typing.get_origin(base) is list:
+            p.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
+        else:
+            p.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext,
+                           metavar=name.upper())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of all subcommands."""
+    from ffvision import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ffvision", description="Train convolutional networks without end-to-end backpropagation "
+        "(ASGE and other Forward-Forward methods) and compare them with backprop.")
+    parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a network", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train with a local-learning method (or backprop). Precedence: defaults < "
+                       "--config recipe < flags. The best epoch is selected on a validation split carved from "
+                       "the training data; the test set is evaluated once at the end. Writes RUN_DIR/"
+                       "{last.pt,best.pt,metrics.jsonl,curves.png,summary.json}.",
+                       epilog=EPILOG_TRAIN + ", ".join(_recipe_names()))
+    t.add_argument("--config", metavar="RECIPE", help="YAML recipe: a path or a shipped name (see below)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    _add_config_flags(t)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint", description="Test accuracy of a checkpoint by "
+                       "prediction strategy, layer and early-exit threshold.",
+                       epilog="example: ffvision eval runs/quick/best.pt --dataset fashion-mnist")
+    e.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
+    e.add_argument("--data-dir", help="dataset folder")
+    e.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if missing")
+    e.add_argument("--split", choices=["test", "val"], default="test", help="which split [default: test]")
+    e.add_argument("--strategy", help="print only this prediction strategy")
+    e.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+    e.add_argument("--num-workers", type=int, default=None, help="DataLoader workers")
+    e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+
+    pr = sub.add_parser("predict", help="classify image files",
+                        description="Print the top classes of each image with a trained checkpoint.",
+                        epilog="example: ffvision predict runs/quick/best.pt shirt.png boot.jpg")
+    pr.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    pr.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
+    pr.add_argument("--strategy", help="prediction strategy (default: the method's)")
+    pr.add_argument("--top-k", type=int, default=3, help="how many classes to print [default: 3]")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+
+    sub.add_parser("list", help="list methods, models, datasets and recipes")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """ffvision train."""
+    from ffvision.train.run import train
+
+    given = {k: v for k, v in vars(args).items() if k in FIELDS}
+    if args.resume:
+        if args.config:
+            raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
+        train(TrainConfig(), resume=args.resume, overrides=given)
+        return 0
+    cfg = TrainConfig()
+    if args.config:
+        path = _resolve_recipe(args.config)
+        cfg = apply_overrides(cfg, load_recipe(path), source=str(path))
+    cfg = apply_overrides(cfg, given, source="command line")
+    train(cfg)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """ffvision eval."""
+    from ffvision.train.run import evaluate_checkpoint, print_report
+
+    res = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
+                              device=args.device, download=args.download, num_workers=args.num_workers)
+    if args.strategy:
+        by = res["test_accuracy_by_strategy"]
+        if args.strategy not in by:
+            raise ConfigError(f"unknown strategy {args.strategy!r}; choose one of: {', '.join(by)}")
+        print(f"{args.strategy}: {by[args.strategy]:.4f}")
+    else:
+        print_report(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """ffvision predict."""
+    from ffvision.predict import predict_files
+
+    for path, top in predict_files(args.checkpoint, args.images, strategy=args.strategy, top_k=args.top_k,
+                                   device=args.device):
+        print(f"{path}: " + ", ".join(f"{name} {p:.3f}" for name, p in top))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """ffvision list."""
+    from ffvision import list_methods, list_models
+    from ffvision.data import list_datasets
+
+    print("methods: ", ", ".join(list_methods()))
+    print("models:  ", ", ".join(list_models()))
+    print("datasets:", ", ".join(list_datasets()))
+    print("recipes: ", ", ".join(_recipe_names()))
+    return 0
+
+
+def one_line(e: BaseException) -> str:
+    """The user-facing line of an error, also when a DataLoader worker wrapped it."""
+    text = str(e).strip()
+    if "Original Traceback" in text:  # re-raised from a worker: the real message is last
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ffvision` command."""
+    args = build_parser().parse_args(argv)
+    commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list}
+    try:
+        return commands[args.command](args)
+    except FFVisionError as e:
+        print(f"ffvision: error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ffvision: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Typed training configuration. Recipes are YAML files that fill it; CLI flags override.
+
+Every field has a CLI flag of the same name with dashes (width_mult <-> --width-mult) and is
+stored under the same key in checkpoints and summary.json. Unknown keys and values of the
+wrong type are errors, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ffvision.errors import ConfigError
+
+
+def opt(default: Any, help: str) -> Any:
+    """A config field with its --help text (one source for the config, the CLI and the docs)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; defaults suit a short run with no recipe."""
+
+    # --- what to train
+    method: str = opt("asge", "training method: asge | bp")
+    model: str = opt("vgg8", "architecture: vgg8 | vgg11 | vgg11a")
+    dataset: str = opt("fashion-mnist", "mnist | fashion-mnist | cifar10 | cifar100 | imagenet | imagefolder")
+    data_dir: str | None = opt(None, "dataset folder (default: $FFVISION_DATA or ./data, then system copies)")
+    download: bool = opt(False, "fetch missing MNIST/FashionMNIST/CIFAR files with torchvision")
+    image_size: int | None = opt(None, "input size in px (default: the dataset's, 32; imagenet 224)")
+    val_size: float | None = opt(None, "validation images carved from train (>= 1) or a fraction (< 1)")
+    split_seed: int = opt(42, "seed of the train/validation split (same split for every run)")
+    train_subset: int | None = opt(None, "train on the first N shuffled training images (quick runs)")
+    augment: str | None = opt(None, "none | flip | crop | cifar | imagenet (default: the dataset's)")
+
+    # --- model
+    width_mult: float = opt(1.0, "channel width multiplier (0.25 makes every layer 4x narrower)")
+    dropout: float = opt(0.1, "dropout after each layer")
+    alpha: float = opt(1.0, "ASGE grid rule P_l = alpha * C_L / C_l")
+
+    # --- optimisation (one AdamW per block; heads have their own)
+    epochs: int = opt(10, "training epochs")
+    batch_size: int = opt(128, "training batch size")
+    lr: float | None = opt(None, "peak learning rate of every block (default: the method's)")
+    weight_decay: float = opt(1e-3, "AdamW weight decay of the blocks")
+    head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
+    head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
+    head_init: str = opt("zeros", "ASGE heads' init: zeros | kaiming (official code) | default")
+    heads_from: int = opt(2, "ASGE linear heads on layers heads_from..L (1-based)")
+    min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
+    warmup_epochs: float = opt(0.0, "linear learning-rate warm-up before the cosine, in epochs")
+    scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")
+
+    # --- evaluation
+    early_exit_thresholds: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.99],
+                                             "confidence thresholds reported for early exit")
+
+    # --- running
+    seed: int = opt(0, "seed of initialisation, data order, dropout and augmentation")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    amp: str = opt("auto", "mixed precision: auto (bf16 on CUDA) | bf16 | off")
+    channels_last: bool | None = opt(None, "channels_last memory format (default: on CUDA)")
+    num_workers: int | None = opt(None, "DataLoader workers (default: 0 on CPU, 8 on CUDA)")
+    eval_batch_size: int = opt(512, "batch size for validation and test")
+    log_interval: int = opt(20, "steps between host syncs that update the progress bar")
+    out: str | None = opt(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)")
+    dry_run: bool = opt(False, "run one train, validation and test batch end to end; write nothing")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (what checkpoints and summary.json store)."""
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check `value` against the field's type, converting int -> float where harmless."""
+    hint = _HINTS[name]
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{name} cannot be empty")
+    for t in args:
+        if t is type(None):
+            continue
+        origin = typing.get_origin(t)
+        if origin is list:
+            if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in value):
+                return [float(v) for v in value]
+            continue
+        if t is bool:
+            if isinstance(value, bool):
+                return value
+            continue
+        if t is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if t is float and isinstance(value, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if t is str and isinstance(value, str):
+            return value
+    expected = " or ".join(getattr(t, "__name__", str(t)) for t in args)
+    raise ConfigError(f"{name} must be {expected}, got {value!r}")
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], source: str = "override") -> TrainConfig:
+    """Return a copy of cfg with overrides applied; unknown keys and wrong types are errors."""
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}")
+    values = {k: _coerce(k, v) for k, v in overrides.items()}
+    return validate(dataclasses.replace(cfg, **values))
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe into a dict of config keys (validated later by apply_overrides)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"recipe {p} not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {p} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {p} must be a mapping of config keys")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Range checks that no type system catches."""
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
+                "log_interval": cfg.log_interval, "width_mult": cfg.width_mult, "alpha": cfg.alpha}
+    for k, v in positive.items():
+        if v <= 0:
+            raise ConfigError(f"{k} must be positive, got {v}")
+    for k in ("lr", "head_lr"):
+        v = getattr(cfg, k)
+        if v is not None and not v > 0:
+            raise ConfigError(f"{k} must be positive, got {v}")
+    if cfg.weight_decay < 0 or cfg.head_weight_decay < 0:
+        raise ConfigError("weight decay cannot be negative")
+    if not 0 <= cfg.min_lr_ratio <= 1:
+        raise ConfigError(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
+    if not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
+        raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
+    choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
+               "head_init": ("zeros", "kaiming", "default")}
+    for k, allowed in choices.items():
+        if getattr(cfg, k) not in allowed:
+            raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")
+    if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds):
+        raise ConfigError("early_exit_thresholds must lie in (0, 1]")
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        raise ConfigError(f"num_workers cannot be negative, got {cfg.num_workers}")
+    return cfg

@@ -1,0 +1,16 @@
+"""Building blocks shared by every method: local blocks, readouts, normalisation."""
+
+from ffvision.core.block import BlockOutput, LocalBlock
+from ffvision.core.norm import RMSNorm, rms_normalize
+from ffvision.core.readouts import LinearReadout, SpatialGoodnessReadout, adaptive_grid, init_linear
+
+__all__ = [
+    "BlockOutput",
+    "LinearReadout",
+    "LocalBlock",
+    "RMSNorm",
+    "SpatialGoodnessReadout",
+    "adaptive_grid",
+    "init_linear",
+    "rms_normalize",
+]

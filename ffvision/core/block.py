@@ -1,0 +1,53 @@
+"""LocalBlock: the unit of layer-local learning.
+
+A block owns a body (the layers it trains), a readout (features -> class scores or goodness)
+and a local loss. Its input is detached on entry and its output is detached on exit, so no
+gradient can ever cross a block boundary - the defining property of every FF method here.
+The optimizer of each block lives with the method that built it (`method.optimizers`), one
+per block, so one block's step touches only that block's parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class BlockOutput(NamedTuple):
+    """What one block computes: features h (with graph), readout scores, detached output."""
+
+    h: torch.Tensor
+    scores: torch.Tensor
+    out: torch.Tensor
+
+
+class LocalBlock(nn.Module):
+    """Wrap existing modules as one locally trained block (detaches on both sides)."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        readout: nn.Module,
+        post: nn.Module | None = None,
+        loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.readout = readout
+        self.post = post if post is not None else nn.Identity()
+        self.loss_fn = loss if loss is not None else F.cross_entropy
+
+    def forward(self, x: torch.Tensor) -> BlockOutput:
+        """Run the body and readout; hand on post(h) without autograd history."""
+        h = self.body(x.detach())
+        scores = self.readout(h)
+        with torch.no_grad():  # the hand-off never needs a graph: nothing upstream learns from it
+            out = self.post(h.detach())
+        return BlockOutput(h, scores, out)
+
+    def local_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """This block's own loss; its gradient reaches only this block's parameters."""
+        return self.loss_fn(scores, y)

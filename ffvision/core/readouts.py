@@ -1,0 +1,93 @@
+"""Readouts: turn a block's feature map into one score per class.
+
+* `SpatialGoodnessReadout` - ASGE (Gong et al. 2025, arXiv 2509.12394): the mean squared
+  activation of every channel over a P x P grid of patches, projected to N class scores by a
+  fixed random matrix that is never trained.
+* `LinearReadout` - global average pooling then a trained linear layer (backprop's classifier,
+  ASGE's linear heads).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -> int:
+    """ASGE's grid size P = alpha * C_L / C_l, rounded half up and clamped to [1, height].
+
+    The published table (64->8, 128->4, 256->2, 512->1 for C_L = 512) is this rule with
+    alpha = 1. For other alphas or widths that are not powers of two the paper gives no rule;
+    ffvision rounds to the nearest integer and clamps to the feature map's height so that no
+    patch is empty.
+    """
+    if channels <= 0 or widest <= 0 or height <= 0 or alpha <= 0:
+        raise ValueError("channels, widest, height and alpha must be positive")
+    p = math.floor(alpha * widest / channels + 0.5)
+    return max(1, min(p, height))
+
+
+class SpatialGoodnessReadout(nn.Module):
+    """a = g R + b with g = adaptive_avg_pool2d(h^2, P) flattened; R and b fixed buffers."""
+
+    def __init__(self, channels: int, grid: int, num_classes: int, *, seed: int = 0) -> None:
+        super().__init__()
+        self.channels, self.grid, self.num_classes = channels, grid, num_classes
+        gen = torch.Generator().manual_seed(seed)
+        dim = channels * grid * grid
+        # N(0, 1/N) as in the official code (randn / sqrt(N)); buffers: saved, never trained.
+        self.register_buffer("projection", torch.randn(dim, num_classes, generator=gen) / math.sqrt(num_classes))
+        self.register_buffer("bias", torch.randn(num_classes, generator=gen) / math.sqrt(num_classes))
+
+    def goodness(self, h: torch.Tensor) -> torch.Tensor:
+        """Spatial goodness: mean of h^2 over each of the P x P patches, flattened."""
+        b, c, height, width = h.shape
+        p = self.grid
+        if p <= 2 and height % p == 0 and width % p == 0:
+            # Fast path for the wide layers (P = 1 or 2): per-patch L2 norms reduce in one pass
+            # without materialising h^2 (several times faster on CPU; same values).
+            patches = h.unflatten(2, (p, height // p)).unflatten(4, (p, width // p))  # (B, C, P, h, P, w)
+            norms = torch.linalg.vector_norm(patches, dim=(3, 5), dtype=torch.float32)  # (B, C, P, P)
+            return (norms.square() / ((height // p) * (width // p))).flatten(1)  # (B, C*P*P)
+        # float32: squares of bf16 activations lose too much precision.
+        return F.adaptive_avg_pool2d(h.float().square(), p).flatten(1)  # (B, C*P*P)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, num_classes) of the feature map h (B, C, H, W)."""
+        # Kept in float32 under autocast: the projection sums thousands of goodness values.
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return torch.addmm(self.bias, self.goodness(h), self.projection)  # (B, N)
+
+    def extra_repr(self) -> str:
+        """Show the grid and projection size in print(model)."""
+        return f"channels={self.channels}, grid={self.grid}, num_classes={self.num_classes}"
+
+
+class LinearReadout(nn.Module):
+    """Global average pooling followed by a trained linear classifier."""
+
+    def __init__(self, channels: int, num_classes: int, *, init: str = "kaiming") -> None:
+        super().__init__()
+        self.fc = nn.Linear(channels, num_classes)
+        init_linear(self.fc, init)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, num_classes) of a feature map (B, C, H, W) or vector (B, C)."""
+        if h.ndim == 4:
+            h = h.mean(dim=(2, 3))  # (B, C)
+        return self.fc(h)
+
+
+def init_linear(layer: nn.Linear | nn.Conv2d, init: str) -> None:
+    """Initialise weights as 'kaiming' (normal, ReLU gain), 'zeros' or 'default' (PyTorch's)."""
+    if init == "kaiming":
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+    elif init == "zeros":
+        nn.init.zeros_(layer.weight)
+    elif init != "default":
+        raise ValueError(f"unknown init {init!r}; choose kaiming, zeros or default")
+    if layer.bias is not None and init != "default":
+        nn.init.zeros_(layer.bias)

@@ -1,0 +1,36 @@
+"""User-facing errors: the CLI prints their message on one line and exits with status 2."""
+
+
+class FFVisionError(Exception):
+    """Base class for errors caused by user input, not by a bug."""
+
+    exit_code = 2
+
+
+class ConfigError(FFVisionError, ValueError):
+    """A bad option: unknown key, wrong type, out-of-range value, unknown name."""
+
+
+class DataError(FFVisionError):
+    """A dataset that is missing, incomplete, corrupted or inconsistent."""
+
+
+class CheckpointError(FFVisionError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+class TrainingDiverged(FFVisionError):
+    """The loss became NaN or infinite; training stopped and the best checkpoint was kept."""
+
+    exit_code = 3
+
+
+def unknown_name(kind: str, name: str, choices: list[str]) -> ConfigError:
+    """Build the error for an unknown registry name, listing the valid choices."""
+    return ConfigError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(choices))}")
+
+
+class TrainingInterrupted(FFVisionError):
+    """Ctrl-C (or a stop request): last.pt was saved and the run can be resumed."""
+
+    exit_code = 130

@@ -1,0 +1,190 @@
+"""ASGE - Adaptive Spatial Goodness Encoding (Gong, Staszewski, Xu; arXiv 2509.12394).
+
+Every conv layer is its own block, supervised directly by the class label:
+  h   = ReLU(conv3x3(x))                              (x RMS-normalised and detached)
+  g   = adaptive_avg_pool2d(h^2, P_l), flattened        P_l = alpha * C_L / C_l (core.adaptive_grid)
+  a_l = g R_l + b_l                                     R_l, b_l ~ N(0, 1/N), fixed buffers
+  L_l = cross_entropy(a_l, y)                           one AdamW per layer
+and hands on RMS(dropout(pool(h))), detached. Linear heads on the global-average-pooled
+outputs of layers 2..L are summed into one set of logits and trained by one cross-entropy
+with their own optimizer: a local probe ensemble, not backprop into the convs.
+
+Prediction strategies: `last` (argmax a_L), `goodness-sum` (argmax sum_l a_l), `heads`
+(argmax of the summed heads), and early exit (first layer whose softmax(a_l) is confident).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffvision.core import LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
+from ffvision.errors import ConfigError
+from ffvision.methods.base import LocalMethod
+from ffvision.methods.registry import register_method
+from ffvision.models import create_model
+
+# Defaults for runs without a recipe (tuned for short runs, see docs/results.md); the paper's
+# recipe (lr 2e-4 everywhere, Kaiming-initialised heads) is in recipes/asge-*.yaml.
+DEFAULT_LR = 2e-3
+DEFAULT_HEAD_LR = 1e-2
+
+
+def early_exit(layer_scores: Sequence[torch.Tensor], threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predict with the first layer whose max softmax probability reaches `threshold`.
+
+    Returns (predictions (B,), layers used (B,), 1-based). Samples that are never confident
+    use the last layer.
+    """
+    probs = torch.stack([s.float().softmax(dim=1) for s in layer_scores])  # (L, B, N)
+    conf, pred = probs.max(dim=2)  # (L, B)
+    confident = conf >= threshold
+    confident[-1] = True
+    first = confident.to(torch.uint8).argmax(dim=0)  # index of the first confident layer, (B,)
+    return pred.gather(0, first[None]).squeeze(0), first + 1
+
+
+@register_method
+class ASGE(LocalMethod):
+    """ASGE on a VGG-style stack: one block per conv layer plus linear heads."""
+
+    name = "asge"
+    strategies = ("last", "goodness-sum", "heads")
+    default_strategy = "heads"
+
+    def __init__(
+        self,
+        *,
+        model: str = "vgg8",
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int = 32,
+        width_mult: float = 1.0,
+        dropout: float = 0.1,
+        alpha: float = 1.0,
+        lr: float = DEFAULT_LR,
+        weight_decay: float = 1e-3,
+        head_lr: float | None = None,
+        head_weight_decay: float = 0.0,
+        head_init: str = "zeros",
+        heads_from: int = 2,
+        early_exit_thresholds: Sequence[float] = (0.5, 0.7, 0.9, 0.95, 0.99),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        if alpha <= 0:
+            raise ConfigError(f"alpha must be positive, got {alpha}")
+        net = create_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
+                           dropout=dropout, image_size=image_size)
+        if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
+            raise ConfigError(f"asge needs a plain conv stack (vgg8, vgg11, vgg11a), not {model!r}")
+        nlayers = len(net.layers)
+        if not 1 <= heads_from <= nlayers:
+            raise ConfigError(f"heads_from must be in [1, {nlayers}], got {heads_from}")
+        if head_init not in ("zeros", "kaiming", "default"):
+            raise ConfigError(f"head_init must be zeros, kaiming or default, got {head_init!r}")
+        self.lr, self.weight_decay = lr, weight_decay
+        self.head_lr = lr if head_lr is None else head_lr
+        self.head_weight_decay = head_weight_decay
+        self.heads_from = heads_from
+        self.early_exit_thresholds = tuple(float(t) for t in early_exit_thresholds)
+        self.stem = net.stem
+        widest = max(int(info["num_chs"]) for info in net.feature_info)  # C_L
+        self.grids: list[int] = []
+        for i, (layer, info) in enumerate(zip(net.layers, net.feature_info)):
+            c = int(info["num_chs"])
+            grid = adaptive_grid(c, widest, int(info["size"]), alpha)
+            self.grids.append(grid)
+            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=seed * 1009 + i)
+            self.blocks.append(LocalBlock(layer, readout, post=layer.post))
+        self.heads = nn.ModuleList(
+            LinearReadout(int(info["num_chs"]), num_classes, init=head_init)
+            for info in net.feature_info[heads_from - 1:]
+        )
+        self.build_optimizers()
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
+        """One AdamW per conv layer, one for all heads together."""
+        groups = {f"block{i + 1}": (list(b.parameters()), self.lr, self.weight_decay)
+                  for i, b in enumerate(self.blocks)}
+        groups["heads"] = (list(self.heads.parameters()), self.head_lr, self.head_weight_decay)
+        return groups
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """RMS-normalise the raw image, as every hand-off between layers is."""
+        return self.stem(x)
+
+    def head_logits(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Sum of the linear heads on the pooled, detached outputs of layers heads_from..L."""
+        feats = outs[self.heads_from - 1:]
+        logits = self.heads[0](feats[0].float())
+        for head, h in zip(self.heads[1:], feats[1:]):
+            logits = logits + head(h.float())
+        return logits  # (B, N)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Update every conv layer with its own readout loss, then the heads."""
+        self.check_inputs(x, y)
+        self.train()
+        outs, stats = self.local_updates(x, y)
+        logits = self.head_logits([o.out for o in outs])
+        head_loss = F.cross_entropy(logits, y)
+        self._update("heads", head_loss)
+        n = y.shape[0]
+        stats["head_loss_sum"] = head_loss.detach() * n
+        stats["loss_sum"] = stats["layer_loss_sum"].sum() + stats["head_loss_sum"]
+        stats["correct"] = (logits.detach().argmax(1) == y).sum()  # default strategy: heads
+        return stats
+
+    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores of every layer and of the three strategies, from one forward pass."""
+        outs = list(self.iter_outputs(x))
+        res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}
+        res["last"] = res[f"layer/{len(outs)}"]
+        res["goodness-sum"] = torch.stack([o.scores.float() for o in outs]).sum(0)
+        res["heads"] = self.head_logits([o.out for o in outs])
+        return res
+
+    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Strategy and per-layer correct counts, plus early-exit accuracy and layers used."""
+        counts = super().score_counts(scores, y)
+        layer_scores = [s for k, s in scores.items() if k.startswith("layer/")]
+        for t in self.early_exit_thresholds:
+            pred, used = early_exit(layer_scores, t)
+            counts[f"early-exit/{t:g}/accuracy"] = (pred == y).sum()
+            counts[f"early-exit/{t:g}/layers"] = used.sum()
+        return counts
+
+    @torch.no_grad()
+    def predict_early_exit(self, x: torch.Tensor, threshold: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
+        """Early-exit inference that stops running layers once every sample has exited.
+
+        Returns (predictions (B,), layers used per sample (B,)).
+        """
+        self.check_inputs(x)
+        self.eval()
+        pred = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        used = torch.zeros_like(pred)
+        pending = torch.ones_like(pred, dtype=torch.bool)
+        for i, o in enumerate(self.iter_outputs(x)):
+            conf, p = o.scores.float().softmax(1).max(1)
+            done = pending & ((conf >= threshold) | (i == len(self.blocks) - 1))
+            pred[done], used[done] = p[done], i + 1
+            pending &= ~done
+            if not pending.any():  # one host sync per layer, only at inference
+                break
+        return pred, used
+
+    def strategy_info(self) -> dict[str, dict[str, int]]:
+        """Trainable parameters and layers each strategy needs."""
+        convs = self.trainable_parameters(self.blocks)
+        n = len(self.blocks)
+        return {
+            "last": {"trainable_parameters": convs, "layers": n},
+            "goodness-sum": {"trainable_parameters": convs, "layers": n},
+            "heads": {"trainable_parameters": convs + self.trainable_parameters(self.heads), "layers": n},
+            "early-exit": {"trainable_parameters": convs, "layers": n},
+        }

@@ -1,0 +1,157 @@
+"""LocalMethod: a stack of LocalBlocks, one optimizer per block, and prediction strategies.
+
+A method is a choice of blocks, readouts, how labels enter and how the trained stack
+predicts. It does not run epochs: the Trainer feeds batches to `train_step` and sums the
+on-device counters that `eval_counts` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from ffvision.core import BlockOutput
+from ffvision.errors import ConfigError, DataError
+
+
+class LocalMethod(nn.Module):
+    """Base class: `blocks`, `optimizers` (name -> AdamW), `train_step`, `predict`."""
+
+    name: str = "base"
+    strategies: tuple[str, ...] = ("last",)
+    default_strategy: str = "last"
+
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
+        self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size
+        self.blocks = nn.ModuleList()
+        # Optimizers are training state, not module state: they are not in state_dict() and the
+        # Trainer checkpoints them (and their schedulers) separately, keyed by these names.
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.amp_dtype: torch.dtype | None = None  # set to torch.bfloat16 by the Trainer on CUDA
+
+    # ----------------------------------------------------------------- optimizers
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
+        """name -> (parameters, lr, weight_decay): one independent optimizer each."""
+        raise NotImplementedError
+
+    def build_optimizers(self) -> None:
+        """(Re)create one AdamW per optimizer group; call after moving the method to a device."""
+        self.optimizers = {
+            name: torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+            for name, (params, lr, wd) in self.optimizer_groups().items()
+            if params
+        }
+
+    def _update(self, name: str, loss: torch.Tensor) -> None:
+        """Backpropagate `loss` and step only the optimizer called `name`."""
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    # ----------------------------------------------------------------- helpers
+    def autocast(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
+        """bf16 autocast when `amp_dtype` is set (the Trainer does so on CUDA), else a no-op."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=self.amp_dtype)
+
+    def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Clear errors for a wrong input shape or an out-of-range label (CPU labels only)."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise DataError(f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        # Checking CUDA labels would force a host sync every step; the data loaders validate
+        # every label once when the dataset is read, so only CPU tensors are checked here.
+        if y is not None and y.device.type == "cpu" and y.numel():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= self.num_classes:
+                bad = lo if lo < 0 else hi
+                raise DataError(f"label {bad} is out of range for num_classes={self.num_classes}")
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Input transform before the first block (identity by default)."""
+        return x
+
+    def local_updates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[BlockOutput], dict[str, torch.Tensor]]:
+        """One local update of every block in order; stats stay on the device (no host sync)."""
+        outs, losses, correct = [], [], []
+        x = self.prepare(x)
+        for i, block in enumerate(self.blocks):
+            with self.autocast(x):
+                o = block(x)
+                loss = block.local_loss(o.scores, y)
+            self._update(f"block{i + 1}", loss)
+            losses.append(loss.detach().float())
+            correct.append((o.scores.detach().argmax(1) == y).sum())
+            outs.append(o)
+            x = o.out
+        n = y.shape[0]
+        stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}
+        return outs, stats
+
+    def iter_outputs(self, x: torch.Tensor) -> Iterator[BlockOutput]:
+        """Forward through the blocks (no training), yielding each block's output."""
+        x = self.prepare(x)
+        for block in self.blocks:
+            with self.autocast(x):
+                o = block(x)
+            yield o
+            x = o.out
+
+    # ----------------------------------------------------------------- API
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
+        self.check_inputs(x, y)
+        self.train()
+        outs, stats = self.local_updates(x, y)
+        stats["loss_sum"] = stats["layer_loss_sum"].sum()
+        stats["correct"] = stats["layer_correct"][-1]
+        return stats
+
+    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Class scores (B, N) of every strategy and every block ('layer/1', ...) in one pass."""
+        outs = list(self.iter_outputs(x))
+        res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}
+        res["last"] = res[f"layer/{len(outs)}"]
+        return res
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, strategy: str | None = None) -> torch.Tensor:
+        """Logits (B, num_classes) of one prediction strategy (default: `default_strategy`)."""
+        strategy = strategy or self.default_strategy
+        if strategy not in self.strategies:
+            raise ConfigError(f"unknown strategy {strategy!r} for {self.name}; choose one of: "
+                              f"{', '.join(self.strategies)}")
+        self.check_inputs(x)
+        self.eval()
+        return self.scores(x)[strategy]
+
+    @torch.no_grad()
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """On-device sums over the batch; divided by the sample count they give accuracies."""
+        self.eval()
+        return self.score_counts(self.scores(x), y)
+
+    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Correct counts of every strategy and layer (and top-5 of the default strategy)."""
+        counts = {k if k.startswith("layer/") else f"strategy/{k}": (s.argmax(1) == y).sum()
+                  for k, s in scores.items() if k in self.strategies or k.startswith("layer/")}
+        if self.num_classes > 5:
+            top5 = scores[self.default_strategy].topk(5, dim=1).indices
+            counts["top5"] = (top5 == y[:, None]).any(dim=1).sum()
+        return counts
+
+    def trainable_parameters(self, module: nn.Module | None = None) -> int:
+        """Number of trained parameters (fixed projections are buffers and not counted)."""
+        return sum(p.numel() for p in (module or self).parameters() if p.requires_grad)
+
+    def strategy_info(self) -> dict[str, dict[str, int]]:
+        """Per strategy: trainable parameters it needs and how many blocks it runs."""
+        n = self.trainable_parameters(self.blocks)
+        return {s: {"trainable_parameters": n, "layers": len(self.blocks)} for s in self.strategies}

@@ -1,0 +1,45 @@
+"""Method registry: create_method("asge", model="vgg8", num_classes=10, in_channels=1)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ffvision.errors import ConfigError, unknown_name
+from ffvision.methods.base import LocalMethod
+
+_METHODS: dict[str, type[LocalMethod]] = {}
+
+
+def register_method(cls: type[LocalMethod]) -> type[LocalMethod]:
+    """Register a LocalMethod subclass under its `name`."""
+    _METHODS[cls.name] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    """Names of all registered methods."""
+    return sorted(_METHODS)
+
+
+def method_class(name: str) -> type[LocalMethod]:
+    """The class registered as `name` (clear error listing the choices otherwise)."""
+    if name not in _METHODS:
+        raise unknown_name("method", name, list(_METHODS))
+    return _METHODS[name]
+
+
+def method_options(name: str) -> list[str]:
+    """Keyword options that method `name` accepts."""
+    sig = inspect.signature(method_class(name).__init__)
+    return [p for p in sig.parameters if p != "self"]
+
+
+def create_method(name: str, **kwargs: Any) -> LocalMethod:
+    """Build a method with its blocks and optimizers; unknown options are a ConfigError."""
+    cls = method_class(name)
+    unknown = sorted(set(kwargs) - set(method_options(name)))
+    if unknown:
+        raise ConfigError(f"method {name!r} does not take {', '.join(unknown)}; it takes: "
+                          f"{', '.join(method_options(name))}")
+    return cls(**kwargs)

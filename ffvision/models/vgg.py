@@ -1,0 +1,121 @@
+"""VGG-style plain conv stacks as used by ASGE (3x3 convs, ReLU, AvgPool, no BatchNorm).
+
+One configurable class; `vgg8`, `vgg11` and `vgg11a` are short entrypoints. Each layer is
+conv3x3 -> ReLU (what a local readout sees), then a parameter-free transition: optional
+AvgPool2d(2), Dropout, per-sample RMS normalisation. The input image is RMS-normalised too.
+Backprop trains exactly this function end to end; FF methods train each layer locally.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ffvision.core import LinearReadout, RMSNorm
+from ffvision.errors import ConfigError
+from ffvision.models.registry import register_model
+
+# (channels, pool after the layer). From methods.md section 1.
+VGG8 = [(128, False), (256, True), (256, False), (512, True), (512, True), (512, True), (512, False)]
+VGG11 = [(128, False), (256, True), (256, False), (512, True), (512, False), (512, True),
+         (512, False), (512, True), (512, False), (512, False)]
+# VGG configuration "A" (Simonyan & Zisserman), 64 -> 512 channels: the ImageNet default,
+# since ASGE's ImageNet network is not published (its unused C=64 grid entry suggests it).
+VGG11A = [(64, True), (128, True), (256, False), (256, True), (512, False), (512, True),
+          (512, False), (512, True)]
+
+
+class ConvLayer(nn.Module):
+    """conv3x3 -> ReLU; `post` is the transition to the next layer (pool, dropout, RMS norm)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, pool: bool, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
+        self.act = nn.ReLU(inplace=True)  # safe: conv's backward needs its input, not its output
+        self.pool = pool
+        self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), nn.Dropout(dropout), RMSNorm())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Post-ReLU feature map, before pooling (where ASGE takes its goodness)."""
+        return self.act(self.conv(x))  # (B, C_out, H, W)
+
+
+class VGG(nn.Module):
+    """A plain stack of ConvLayers; exposes `layers` and `feature_info` for local readouts."""
+
+    def __init__(
+        self,
+        cfg: list[tuple[int, bool]],
+        *,
+        in_channels: int = 3,
+        num_classes: int = 0,
+        width_mult: float = 1.0,
+        dropout: float = 0.1,
+        image_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if width_mult <= 0:
+            raise ConfigError(f"width_mult must be positive, got {width_mult}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        if in_channels <= 0:
+            raise ConfigError(f"in_channels must be positive, got {in_channels}")
+        npool = sum(p for _, p in cfg)
+        if image_size < 2**npool:
+            raise ConfigError(f"image_size {image_size} is too small: this model pools {npool} times "
+                              f"and needs at least {2**npool} px")
+        self.stem = RMSNorm()  # the raw image is RMS-normalised like every hand-off
+        self.layers = nn.ModuleList()
+        self.feature_info: list[dict[str, int | str | bool]] = []
+        c_in, size, reduction = in_channels, image_size, 1
+        for i, (c, pool) in enumerate(cfg):
+            c_out = max(1, round(c * width_mult))
+            self.layers.append(ConvLayer(c_in, c_out, pool=pool, dropout=dropout))
+            # size: the spatial size of this layer's output before its pool (its goodness map).
+            self.feature_info.append({"num_chs": c_out, "reduction": reduction, "size": size,
+                                      "pool": pool, "module": f"layers.{i}"})
+            if pool:
+                size, reduction = size // 2, reduction * 2
+            c_in = c_out
+        self.num_features = c_in
+        self.num_classes = num_classes
+        self.head = LinearReadout(c_in, num_classes) if num_classes > 0 else None
+        self.apply(_init_weights)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The whole feature stack: stem norm, then every layer and its transition."""
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer.post(layer(x))
+        return x  # (B, C_L, H_L, W_L)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores from the pooled last layer (needs num_classes > 0)."""
+        if self.head is None:
+            raise RuntimeError("this VGG was built with num_classes=0 (features only)")
+        return self.head(self.forward_features(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    """Kaiming-normal weights and zero biases, as in the official ASGE code."""
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+@register_model
+def vgg8(**kwargs: object) -> VGG:
+    """ASGE's VGG8: 128, 256p, 256, 512p, 512p, 512p, 512 (p = AvgPool after the goodness)."""
+    return VGG(VGG8, **kwargs)
+
+
+@register_model
+def vgg11(**kwargs: object) -> VGG:
+    """ASGE's VGG11: 128, 256p, 256, 512p, 512, 512p, 512, 512p, 512, 512."""
+    return VGG(VGG11, **kwargs)
+
+
+@register_model
+def vgg11a(**kwargs: object) -> VGG:
+    """VGG configuration A (64p, 128p, 256, 256p, 512, 512p, 512, 512p): the ImageNet default."""
+    return VGG(VGG11A, **kwargs)

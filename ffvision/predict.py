@@ -1,0 +1,41 @@
+"""Classify image files with a trained checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torchvision.transforms.v2 as T
+from PIL import Image
+
+from ffvision.errors import ConfigError, DataError
+from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
+from ffvision.train.trainer import resolve_device
+
+
+def load_image(path: str | Path, channels: int, image_size: int) -> torch.Tensor:
+    """Read an image as float (C, H, W) in [0, 1], resized (shorter side) and centre-cropped."""
+    try:
+        with Image.open(path) as im:
+            img = im.convert("L" if channels == 1 else "RGB")
+    except Exception as e:  # missing file, not an image, truncated...
+        raise DataError(f"cannot read image {path}: {e}") from None
+    t = T.Compose([T.PILToTensor(), T.Resize(image_size, antialias=True), T.CenterCrop(image_size)])
+    return t(img).float() / 255
+
+
+def predict_files(checkpoint: str | Path, paths: list[str], strategy: str | None = None, top_k: int = 3,
+                  device: str = "auto") -> Iterator[tuple[str, list[tuple[str, float]]]]:
+    """Yield (path, [(class name, probability), ...]) for each image, best first."""
+    method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be positive, got {top_k}")
+    dev = resolve_device(device)
+    method.to(dev)
+    classes = meta.get("classes") or [str(i) for i in range(meta["num_classes"])]
+    images = [load_image(p, meta["in_channels"], meta["image_size"]) for p in paths]  # all errors first
+    for path, img in zip(paths, images):
+        probs = method.predict(img[None].to(dev), strategy=strategy).softmax(dim=1)[0]
+        p, idx = probs.topk(min(top_k, len(classes)))
+        yield path, [(classes[i], float(q)) for q, i in zip(p.tolist(), idx.tolist())]

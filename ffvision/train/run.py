@@ -1,0 +1,163 @@
+"""Entry points behind the CLI: a whole training run, and evaluating a checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ffvision.config import FIELDS, TrainConfig, apply_overrides
+from ffvision.data import build_splits
+from ffvision.errors import ConfigError
+from ffvision.methods import LocalMethod, create_method, method_options
+from ffvision.train.checkpoint import load_checkpoint, load_method_state
+from ffvision.train.trainer import Trainer
+
+# Flags that may change when a run is resumed; anything else would make it a different run.
+RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
+             "data_dir"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) in one place."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def method_kwargs(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
+    """The config fields the method's constructor takes (None = the method's own default)."""
+    kw = {k: getattr(cfg, k) for k in method_options(cfg.method) if k in FIELDS and getattr(cfg, k) is not None}
+    kw.pop("image_size", None)
+    return {**kw, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """runs/<method>-<model>-<dataset>-<YYYYmmdd-HHMMSS>."""
+    return Path("runs") / f"{cfg.method}-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Config and checkpoint of a run to resume; only RESUMABLE keys may be overridden."""
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    cfg = apply_overrides(TrainConfig(), ckpt["config"], source=f"{run_dir}/last.pt config")
+    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and getattr(cfg, k) != v)
+    if changed:
+        raise ConfigError(f"cannot change {', '.join(changed)} when resuming {run_dir}; "
+                          f"only {', '.join(sorted(RESUMABLE))} may change")
+    cfg = apply_overrides(cfg, {k: v for k, v in overrides.items() if k in RESUMABLE})
+    return dataclasses.replace(cfg, out=str(run_dir)), ckpt
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
+          callbacks: list[Callable[[Trainer], None]] | None = None,
+          show_progress: bool | None = None) -> dict[str, Any]:
+    """Train, select on validation, test once with the best model; returns summary.json's dict."""
+    ckpt = None
+    if resume is not None:
+        cfg, ckpt = resume_config(Path(resume), overrides or {})
+    seed_everything(cfg.seed)
+    data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
+                        val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
+                        augment=cfg.augment)
+    method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
+    run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
+    meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
+            "classes": list(data.classes), "dataset": data.name}
+    if run_dir is not None and ckpt is None and (run_dir / "last.pt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                          "or choose another --out")
+    trainer = Trainer(method, cfg, run_dir, meta, callbacks=callbacks, show_progress=show_progress)
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+    trainer.fit(data.train, data.val)
+    if cfg.dry_run:
+        test = trainer.evaluate(data.test, "test", max_batches=1)
+        print(f"dry run OK: one train step, one validation and one test batch "
+              f"(val {trainer.history[-1]['val']}, test {test})")
+        return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
+    best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
+    load_method_state(trainer.method, best["model"], f"{run_dir}/best.pt")
+    test = trainer.evaluate(data.test, "test")
+    summary = {
+        "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
+        "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
+        **report(trainer.method, test),
+        "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
+        "train_seconds": trainer.train_seconds,
+        "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
+        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
+        "config": cfg.to_dict(),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print_report(summary)
+    print(f"run directory: {run_dir}")
+    return summary
+
+
+def report(method: LocalMethod, counts: dict[str, float]) -> dict[str, Any]:
+    """Turn averaged eval counters into test accuracies by strategy, layer and early exit."""
+    by_strategy = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("strategy/")}
+    out: dict[str, Any] = {
+        "default_strategy": method.default_strategy,
+        "test_accuracy": by_strategy[method.default_strategy],
+        "test_accuracy_by_strategy": by_strategy,
+        "test_layer_accuracy": [v for k, v in counts.items() if k.startswith("layer/")],
+        "trainable_parameters": method.trainable_parameters(),
+        "strategies": method.strategy_info(),
+    }
+    if "top5" in counts:
+        out["test_top5_accuracy"] = counts["top5"]
+    exits = sorted({k.split("/")[1] for k in counts if k.startswith("early-exit/")}, key=float)
+    if exits:
+        out["early_exit"] = [{"threshold": float(t), "accuracy": counts[f"early-exit/{t}/accuracy"],
+                              "mean_layers": counts[f"early-exit/{t}/layers"]} for t in exits]
+    return out
+
+
+def print_report(summary: dict[str, Any]) -> None:
+    """Human-readable table of test accuracy per strategy (and early exit)."""
+    info = summary["strategies"]
+    print(f"test accuracy ({summary.get('method', '')} {summary.get('model', '')} on "
+          f"{summary.get('dataset', '')}, {summary.get('num_test', '?')} images):")
+    print(f"  {'strategy':<14} {'accuracy':>9} {'params':>11} {'layers':>7}")
+    for name, acc in summary["test_accuracy_by_strategy"].items():
+        mark = " (default)" if name == summary["default_strategy"] else ""
+        print(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} {info[name]['layers']:>7}{mark}")
+    for e in summary.get("early_exit", []):
+        print(f"  {'exit@' + format(e['threshold'], 'g'):<14} {e['accuracy']:>9.4f} "
+              f"{info['early-exit']['trainable_parameters']:>11,} {e['mean_layers']:>7.2f}")
+    if "test_top5_accuracy" in summary:
+        print(f"  top-5 ({summary['default_strategy']}): {summary['test_top5_accuracy']:.4f}")
+
+
+def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                        split: str = "test", device: str = "auto", download: bool = False,
+                        num_workers: int | None = None) -> dict[str, Any]:
+    """Accuracy of a checkpoint on a dataset split, by strategy, layer and early exit."""
+    from ffvision.train.checkpoint import method_from_checkpoint
+
+    method, meta = method_from_checkpoint(load_checkpoint(path))
+    cfg: TrainConfig = meta["config"]
+    over: dict[str, Any] = {"device": device, "dry_run": False, "download": download, "num_workers": num_workers}
+    if dataset is not None and dataset != cfg.dataset:  # another dataset: its own default split
+        over.update(dataset=dataset, val_size=None, augment=None)
+    if data_dir is not None:
+        over["data_dir"] = data_dir
+    cfg = apply_overrides(cfg, over)
+    data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=meta["image_size"],
+                        val_size=cfg.val_size, split_seed=cfg.split_seed, augment=cfg.augment)
+    if (data.num_classes, data.in_channels) != (meta["num_classes"], meta["in_channels"]):
+        raise ConfigError(f"the checkpoint expects {meta['num_classes']} classes and {meta['in_channels']} "
+                          f"channel(s); {data.name} has {data.num_classes} and {data.in_channels}")
+    counts = Trainer(method, cfg, None).evaluate(getattr(data, split), split)
+    n = len(getattr(data, split))
+    return {"method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split, "num_test": n,
+            **report(method, counts)}

@@ -1,0 +1,396 @@
+"""The Trainer: feeds batches, steps schedulers, validates, checkpoints, logs.
+
+It knows nothing about goodness: a method's `train_step` returns on-device sums and its
+`eval_counts` returns on-device counts; the Trainer adds them up and syncs with the host
+only at the log interval and at the end of an epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from ffvision.config import TrainConfig
+from ffvision.errors import TrainingDiverged, TrainingInterrupted
+from ffvision.methods.base import LocalMethod
+from ffvision.train.checkpoint import load_method_state, save_checkpoint
+from ffvision.train.schedule import WarmupCosine
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation fixed by (seed, epoch), optionally skipping the first `start` items.
+
+    Deriving the order from the epoch number (not from a running generator) is what lets a
+    resumed run see exactly the batches an uninterrupted one would.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        """Indices of this epoch from position `start` on."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        """Number of indices still to come this epoch."""
+        return self.n - self.start
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; a clear error for an unavailable device."""
+    from ffvision.errors import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device type {dev.type!r} is not supported; use cpu or cuda")
+    return dev
+
+
+def _rng_state() -> dict[str, Any]:
+    """All RNG states, in types that weights_only loading accepts."""
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what _rng_state saved."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x: Any) -> Any:
+    """Lists back to tuples (random.setstate needs tuples; serialisation may give lists)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class Trainer:
+    """Runs a LocalMethod over datasets: epochs, schedules, validation, checkpoints, logs."""
+
+    def __init__(
+        self,
+        method: LocalMethod,
+        cfg: TrainConfig,
+        run_dir: str | Path | None,
+        meta: dict[str, Any] | None = None,
+        callbacks: list[Callable[[Trainer], None]] | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.meta = meta or {}
+        self.callbacks = callbacks or []  # called after every step with the trainer
+        self.show_progress = show_progress
+        on_cuda = self.device.type == "cuda"
+        method.to(self.device)
+        if cfg.channels_last if cfg.channels_last is not None else on_cuda:
+            method.to(memory_format=torch.channels_last)
+            self.channels_last = True
+        else:
+            self.channels_last = False
+        if cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda):
+            method.amp_dtype = torch.bfloat16
+        method.build_optimizers()  # after .to(): optimizer state must live on the device
+        self.method = method
+        self.num_workers = cfg.num_workers if cfg.num_workers is not None else (0 if not on_cuda else 8)
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # completed steps of the current epoch
+        self.global_step = 0
+        self.best: dict[str, Any] = {"val_accuracy": -1.0, "epoch": 0}
+        self.history: list[dict[str, Any]] = []
+        self.epoch_sums: dict[str, torch.Tensor] = {}
+        self.epoch_seen = 0
+        self.train_seconds = 0.0
+        self.images_seen = 0
+        self._stop = False
+
+    # ------------------------------------------------------------------ state
+    def _make_schedulers(self, steps_per_epoch: int) -> None:
+        """One warm-up + cosine schedule per optimizer, over steps or epochs."""
+        per = steps_per_epoch if self.cfg.scheduler_interval == "step" else 1
+        total = self.cfg.epochs * per
+        warmup = int(round(self.cfg.warmup_epochs * per))
+        for name, opt in self.method.optimizers.items():
+            sched = self.schedulers.get(name)
+            if sched is None:
+                self.schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+                    opt, WarmupCosine(total, warmup, self.cfg.min_lr_ratio))
+            else:  # resumed: keep the step count, adopt the (possibly longer) schedule
+                sched.lr_lambdas = [WarmupCosine(total, warmup, self.cfg.min_lr_ratio)]
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly."""
+        return {
+            "config": self.cfg.to_dict(), "meta": self.meta, "model": self.method.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
+            "schedulers": {k: {kk: vv for kk, vv in s.state_dict().items() if kk != "lr_lambdas"}
+                           for k, s in self.schedulers.items()},
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "best": self.best, "history": self.history,
+            "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
+            "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
+            "rng": _rng_state(),
+        }
+
+    def load_state(self, ckpt: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `state()` (weights, optimizers, RNG, counters)."""
+        load_method_state(self.method, ckpt["model"], "resume checkpoint")
+        for k, sd in ckpt["optimizers"].items():
+            self.method.optimizers[k].load_state_dict(sd)
+        self._pending_sched = ckpt["schedulers"]
+        self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+        self.global_step, self.best, self.history = ckpt["global_step"], ckpt["best"], ckpt["history"]
+        self.epoch_sums = {k: v.to(self.device) for k, v in ckpt["epoch_sums"].items()}
+        self.epoch_seen = ckpt["epoch_seen"]
+        self.train_seconds, self.images_seen = ckpt["train_seconds"], ckpt["images_seen"]
+        self._pending_rng = ckpt["rng"]
+
+    def save(self, name: str) -> None:
+        """Write RUN_DIR/name atomically (nothing in a dry run)."""
+        if self.run_dir is not None and not self.cfg.dry_run:
+            save_checkpoint(self.run_dir / name, self.state())
+
+    def request_stop(self) -> None:
+        """Stop after the current step, save last.pt and raise TrainingInterrupted."""
+        self._stop = True
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
+        """A DataLoader whose worker seeds derive from `seed` (deterministic per epoch)."""
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                          num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator().manual_seed(seed))
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 batch -> float [0, 1] on the device (channels_last on CUDA)."""
+        x = x.to(self.device, non_blocking=True)
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ loops
+    def _check_finite(self, value: float, where: str) -> None:
+        """Stop with TrainingDiverged (no checkpoint written) if the loss is NaN/inf."""
+        if not math.isfinite(value):
+            best = self.run_dir / "best.pt" if self.run_dir else None
+            kept = (f"; the best checkpoint {best} (epoch {self.best['epoch']}) is intact"
+                    if best is not None and best.exists() else "")
+            raise TrainingDiverged(f"loss became {value} at {where}; training stopped{kept}. "
+                                   "Try a lower --lr.")
+
+    def fit(self, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
+        """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
+        cfg = self.cfg
+        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        self._make_schedulers(steps_per_epoch)
+        if getattr(self, "_pending_sched", None):
+            for k, sd in self._pending_sched.items():
+                sched = self.schedulers[k]
+                lambdas = sched.lr_lambdas
+                sched.load_state_dict({**sd, "lr_lambdas": [None] * len(lambdas)})
+                sched.lr_lambdas = lambdas  # the current schedule (epochs may have been extended)
+                # Building LambdaLR reset the optimizer's lr to step 0's; put back this step's.
+                for group, base, lam in zip(sched.optimizer.param_groups, sched.base_lrs, lambdas):
+                    group["lr"] = base * lam(sched.last_epoch)
+                sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+            self._pending_sched = None
+        if getattr(self, "_pending_rng", None) is not None:
+            _set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
+            self._pending_rng = None
+        if self.run_dir is not None and not cfg.dry_run:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._rewrite_metrics()
+        handler = _SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
+        try:
+            while self.epoch < cfg.epochs:
+                self._train_epoch(train_set, steps_per_epoch)
+                if cfg.dry_run:
+                    val = self.evaluate(val_set, "val", max_batches=1)
+                    self.history.append({"epoch": 1, "val": val})
+                    break
+                self._end_epoch(val_set)
+        finally:
+            if handler is not None:
+                handler.restore()
+        return self.best
+
+    def _train_epoch(self, train_set: Dataset, steps_per_epoch: int) -> None:
+        """One (possibly resumed) epoch of train steps."""
+        cfg, method = self.cfg, self.method
+        sampler = EpochSampler(len(train_set), cfg.seed, self.epoch, self.step_in_epoch * cfg.batch_size)
+        loader = self._loader(train_set, cfg.batch_size, sampler, cfg.seed * 7919 + self.epoch)
+        bar = tqdm(loader, total=steps_per_epoch, initial=self.step_in_epoch, leave=False, dynamic_ncols=True,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self._progress_disabled())
+        t0 = time.perf_counter()
+        seen = 0
+        try:
+            for x, y in bar:
+                x, y = self._to_device(x, y)
+                stats = method.train_step(x, y)
+                for k, v in stats.items():
+                    self.epoch_sums[k] = self.epoch_sums[k] + v if k in self.epoch_sums else v
+                seen += y.shape[0]
+                self.epoch_seen += y.shape[0]
+                self.step_in_epoch += 1
+                self.global_step += 1
+                if cfg.scheduler_interval == "step":
+                    for s in self.schedulers.values():
+                        s.step()
+                for cb in self.callbacks:
+                    cb(self)
+                if self.global_step % cfg.log_interval == 0:  # the only host sync inside the epoch
+                    loss = float(self.epoch_sums["loss_sum"]) / self.epoch_seen
+                    self._check_finite(loss, f"epoch {self.epoch + 1} step {self.step_in_epoch}")
+                    bar.set_postfix(loss=f"{loss:.4f}",
+                                    acc=f"{float(self.epoch_sums['correct']) / self.epoch_seen:.3f}")
+                if cfg.dry_run:
+                    break
+                if self._stop:
+                    break
+        except RuntimeError:
+            if not self._stop:  # a DataLoader worker killed by Ctrl-C surfaces as RuntimeError
+                raise
+        finally:
+            bar.close()
+            dt = time.perf_counter() - t0
+            self.train_seconds += dt
+            self.images_seen += seen
+        if self._stop and not cfg.dry_run:
+            loss = float(self.epoch_sums.get("loss_sum", torch.tensor(0.0)))
+            self._check_finite(loss, f"epoch {self.epoch + 1}")
+            self.save("last.pt")
+            where = self.run_dir / "last.pt" if self.run_dir else "nothing (no run directory)"
+            raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1} step {self.step_in_epoch}; "
+                                      f"saved {where}; continue with: ffvision train --resume {self.run_dir}")
+
+    def _end_epoch(self, val_set: Dataset) -> None:
+        """Epoch bookkeeping: validation, metrics.jsonl, curves, last.pt and best.pt."""
+        n = max(1, self.epoch_seen)
+        sums = {k: v.detach().float().cpu() for k, v in self.epoch_sums.items()}  # one sync per epoch
+        train_loss = float(sums["loss_sum"]) / n
+        self._check_finite(train_loss, f"the end of epoch {self.epoch + 1}")
+        if self.cfg.scheduler_interval == "epoch":
+            for s in self.schedulers.values():
+                s.step()
+        val = self.evaluate(val_set, "val")
+        default = self.method.default_strategy
+        record = {
+            "epoch": self.epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": float(sums["correct"]) / n,
+            "train_layer_loss": (sums["layer_loss_sum"] / n).tolist(),
+            "train_layer_accuracy": (sums["layer_correct"] / n).tolist(),
+            "val_accuracy": val[f"strategy/{default}"],
+            "val_accuracy_by_strategy": {k.split("/", 1)[1]: v for k, v in val.items() if k.startswith("strategy/")},
+            "val_layer_accuracy": [v for k, v in val.items() if k.startswith("layer/")],
+            "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
+            "train_seconds_total": self.train_seconds,
+            "train_images_per_second": self.images_seen / max(self.train_seconds, 1e-9),
+        }
+        self.history.append(record)
+        self.epoch += 1
+        self.step_in_epoch, self.epoch_sums, self.epoch_seen = 0, {}, 0
+        improved = record["val_accuracy"] > self.best["val_accuracy"]
+        if improved:
+            self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"]}
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if improved:
+                self.save("best.pt")
+            self.save("last.pt")
+            self._plot()
+        by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
+        tqdm.write(f"epoch {record['epoch']}/{self.cfg.epochs}  loss {train_loss:.4f}  "
+                   f"train acc {record['train_accuracy']:.4f}  val acc [{by}]  "
+                   f"{record['train_images_per_second']:.0f} img/s")
+
+    def evaluate(self, dataset: Dataset, desc: str = "eval", max_batches: int | None = None) -> dict[str, float]:
+        """Average every counter of `method.eval_counts` over a dataset (one host sync)."""
+        loader = self._loader(dataset, self.cfg.eval_batch_size, None, 0)
+        return evaluate(self.method, loader, self._to_device, desc, max_batches, self._progress_disabled())
+
+    # ------------------------------------------------------------------ outputs
+    def _progress_disabled(self) -> bool | None:
+        """None lets tqdm decide (off when stderr is not a terminal)."""
+        return None if self.show_progress is None else not self.show_progress
+
+    def _rewrite_metrics(self) -> None:
+        """metrics.jsonl = the history of this checkpoint (drops epochs after a resumed one)."""
+        with open(self.run_dir / "metrics.jsonl", "w") as fh:
+            for rec in self.history:
+                fh.write(json.dumps(rec) + "\n")
+
+    def _plot(self) -> None:
+        """curves.png (matplotlib is optional at run time; a failure never stops training)."""
+        try:
+            from ffvision.viz.curves import plot_curves
+
+            plot_curves(self.history, self.run_dir / "curves.png")
+        except ImportError:
+            pass
+
+
+@torch.no_grad()
+def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc: str = "eval",
+             max_batches: int | None = None, disable_progress: bool | None = None) -> dict[str, float]:
+    """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n."""
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    for i, (x, y) in enumerate(tqdm(loader, desc=desc, leave=False, disable=disable_progress)):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = to_device(x, y)
+        for k, v in method.eval_counts(x, y).items():
+            sums[k] = sums[k] + v if k in sums else v
+        n += y.shape[0]
+    keys = list(sums)
+    values = torch.stack([sums[k].float() for k in keys]).cpu().tolist() if keys else []
+    return {k: v / max(n, 1) for k, v in zip(keys, values)}
+
+
+class _SigintHandler:
+    """First Ctrl-C: finish the step, save last.pt, exit cleanly. Second: stop at once."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.trainer._stop:
+            raise KeyboardInterrupt
+        tqdm.write("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
+        self.trainer.request_stop()
+
+    def restore(self) -> None:
+        """Put the previous handler back."""
+        signal.signal(signal.SIGINT, self.previous)

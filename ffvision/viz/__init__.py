@@ -1,0 +1,1 @@
+"""Plots: training curves (more to come: class activation maps, goodness maps)."""

@@ -1,0 +1,162 @@
+"""The command line: train / eval / predict / list, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ffvision.cli import main
+
+
+def flags(cfg: dict) -> list[str]:
+    return [x for k, v in cfg.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, pattern: str) -> None:
+    import re
+
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ffvision: error: "), err
+    assert "Traceback" not in err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture
+def trained(fast_cfg: dict, capsys) -> Path:
+    code, out, _ = run_cli(capsys, "train", "--method", "asge", *flags({**fast_cfg, "epochs": 1}))
+    assert code == 0 and "heads" in out
+    return Path(fast_cfg["out"])
+
+
+def test_train_eval_predict(trained: Path, fast_cfg: dict, capsys, tmp_path: Path):
+    summary = json.loads((trained / "summary.json").read_text())
+    code, out, _ = run_cli(capsys, "eval", str(trained / "best.pt"), "--device", "cpu", "--json",
+                           str(tmp_path / "e.json"))
+    assert code == 0 and "goodness-sum" in out and "exit@0.9" in out
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert res["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    code, out, _ = run_cli(capsys, "eval", str(trained), "--strategy", "last", "--device", "cpu")
+    assert code == 0 and out.startswith("last: ")
+    img = tmp_path / "shirt.png"
+    Image.new("L", (28, 28), 128).save(img)
+    rgb = tmp_path / "rgb.jpg"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(rgb)
+    code, out, _ = run_cli(capsys, "predict", str(trained / "best.pt"), str(img), str(rgb), "--device", "cpu")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    assert lines[0].startswith(f"{img}: ") and lines[0].count(",") == 2  # top-3 classes
+    names = json.loads((trained / "summary.json").read_text())
+    assert names and any(c in lines[0] for c in ("T-shirt/top", "Trouser", "Bag", "Sneaker", "Coat", "Dress",
+                                                 "Sandal", "Shirt", "Pullover", "Ankle boot"))
+
+
+def test_flags_override_recipe(tmp_path: Path, fast_cfg: dict, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: bp\nepochs: 5\nlr: 1e-3\n")
+    code, _, _ = run_cli(capsys, "train", "--config", str(recipe), *flags({**fast_cfg, "epochs": 1}))
+    summary = json.loads((Path(fast_cfg["out"]) / "summary.json").read_text())
+    assert code == 0 and summary["method"] == "bp" and summary["epochs"] == 1 and summary["config"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["train", "--method", "magic"], r"unknown method 'magic'; choose one of: asge, bp"),
+    (["train", "--model", "resnet999"], r"unknown model 'resnet999'.*vgg8"),
+    (["train", "--dataset", "svhn"], r"unknown dataset 'svhn'.*fashion-mnist"),
+    (["train", "--config", "nope"], r"recipe 'nope' not found; shipped recipes: .*asge-fmnist"),
+    (["train", "--device", "cuda:7"], r"(CUDA is not available|cuda)"),
+])
+def test_bad_names_give_one_line(argv, pattern, fast_cfg: dict, capsys):
+    cfg = {k: v for k, v in fast_cfg.items() if f"--{k.replace('_', '-')}" not in argv}
+    code, _, err = run_cli(capsys, *argv, *flags(cfg))
+    assert_one_line_error(code, err, pattern)
+
+
+def test_bad_data_gives_one_line(tmp_path: Path, fast_cfg: dict, capsys):
+    cfg = {**fast_cfg, "data_dir": str(tmp_path / "missing")}
+    assert_one_line_error(*run_cli(capsys, "train", *flags(cfg))[::2], r"data directory .*missing does not exist")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg["data_dir"] = str(empty)
+    assert_one_line_error(*run_cli(capsys, "train", *flags(cfg))[::2],
+                          r"fashion-mnist: missing train-images-idx3-ubyte\[\.gz\].*--download.*dataset-fashion-mnist")
+    broken = Path(fast_cfg["data_dir"])
+    (broken / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bnonsense")
+    cfg["data_dir"] = str(broken)
+    assert_one_line_error(*run_cli(capsys, "train", *flags(cfg))[::2], r"corrupted IDX file .*t10k-images")
+
+
+def test_bad_checkpoints_and_images_give_one_line(trained: Path, tmp_path: Path, fast_cfg: dict, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(os.urandom(300))
+    assert_one_line_error(*run_cli(capsys, "eval", str(junk))[::2], r"cannot read checkpoint .*corrupted")
+    assert_one_line_error(*run_cli(capsys, "predict", str(junk), "x.png")[::2], r"cannot read checkpoint")
+    bad_img = tmp_path / "bad.png"
+    bad_img.write_text("this is not an image")
+    assert_one_line_error(*run_cli(capsys, "predict", str(trained / "best.pt"), str(bad_img))[::2],
+                          r"cannot read image .*bad.png")
+    assert_one_line_error(*run_cli(capsys, "predict", str(trained / "best.pt"), str(tmp_path / "none.png"))[::2],
+                          r"cannot read image .*none.png")
+    # a checkpoint whose weights belong to another architecture
+    import torch
+
+    ck = torch.load(trained / "best.pt", weights_only=True)
+    ck["config"]["model"] = "vgg11"
+    torch.save(ck, tmp_path / "other.pt")
+    assert_one_line_error(*run_cli(capsys, "eval", str(tmp_path / "other.pt"))[::2],
+                          r"does not fit this ASGE \(another architecture")
+    assert_one_line_error(*run_cli(capsys, "eval", str(trained), "--strategy", "vote")[::2], r"unknown strategy")
+    # the checkpoint's model cannot be changed when resuming
+    assert_one_line_error(*run_cli(capsys, "train", "--resume", str(trained), "--model", "vgg11")[::2],
+                          r"cannot change model when resuming")
+
+
+def test_list_and_help(capsys):
+    code, out, _ = run_cli(capsys, "list")
+    assert code == 0 and "asge" in out and "vgg8" in out and "fashion-mnist" in out and "asge-cifar100" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "--width-mult" in out and "examples:" in out and "--resume" in out
+
+
+def test_console_entry_point_and_ctrl_c(fast_cfg: dict, tmp_path: Path):
+    """A real process: Ctrl-C saves last.pt and exits 130; --resume finishes the run."""
+    cfg = {**fast_cfg, "epochs": 40, "out": str(tmp_path / "sig")}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "ffvision", "train", *flags(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    metrics = tmp_path / "sig" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not metrics.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert metrics.exists(), proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at epoch" in err and "--resume" in err and "Traceback" not in err
+    last = tmp_path / "sig" / "last.pt"
+    assert last.exists()
+    from ffvision.train.checkpoint import load_checkpoint
+
+    done = load_checkpoint(last)["epoch"]
+    res = subprocess.run([sys.executable, "-m", "ffvision", "train", "--resume", str(tmp_path / "sig"),
+                          "--epochs", str(done + 1)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    epochs = [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()]
+    assert epochs == list(range(1, done + 2))
+    assert (tmp_path / "sig" / "summary.json").exists()

@@ -1,0 +1,52 @@
+"""Typed config: recipes, overrides, unknown keys and wrong types."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ffvision.cli import RECIPES
+from ffvision.config import TrainConfig, apply_overrides, load_recipe
+from ffvision.errors import ConfigError
+
+
+def test_unknown_key_and_wrong_type_are_errors():
+    with pytest.raises(ConfigError, match="unknown key.*lerning_rate"):
+        apply_overrides(TrainConfig(), {"lerning_rate": 0.1})
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        apply_overrides(TrainConfig(), {"epochs": "ten"})
+    with pytest.raises(ConfigError, match="epochs must be positive"):
+        apply_overrides(TrainConfig(), {"epochs": 0})
+    with pytest.raises(ConfigError, match="amp must be one of"):
+        apply_overrides(TrainConfig(), {"amp": "fp8"})
+
+
+def test_yaml_scientific_notation_without_dot(tmp_path: Path):
+    p = tmp_path / "r.yaml"
+    p.write_text("lr: 2e-4\nepochs: 3\n")
+    cfg = apply_overrides(TrainConfig(), load_recipe(p))
+    assert cfg.lr == 2e-4 and cfg.epochs == 3
+
+
+def test_shipped_recipes_are_valid_and_faithful():
+    names = {p.stem for p in RECIPES.glob("*.yaml")}
+    assert {"asge-mnist", "asge-fmnist", "asge-cifar10", "asge-cifar100", "asge-imagenet", "asge-imagenet64"} <= names
+    for p in RECIPES.glob("*.yaml"):
+        cfg = apply_overrides(TrainConfig(), load_recipe(p), source=str(p))
+        if p.stem.startswith("asge-") and "imagenet" not in p.stem:
+            assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (2e-4, 1e-3, 128, 100)
+            assert cfg.lr * cfg.min_lr_ratio == pytest.approx(1e-5)
+            assert cfg.split_seed == 42
+    assert apply_overrides(TrainConfig(), load_recipe(RECIPES / "asge-cifar10.yaml")).val_size == 5000
+
+
+def test_bad_recipe_files(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("lr: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_recipe(tmp_path / "list.yaml")

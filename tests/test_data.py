@@ -1,0 +1,156 @@
+"""Dataset loading in the real on-disk formats, splits, and clear errors for bad data."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import idx_bytes, write_cifar, write_imagefolder, write_mnist_like
+
+from ffvision.data import build_dataset, build_splits
+from ffvision.data.readers import read_idx
+from ffvision.errors import ConfigError, DataError
+
+
+def test_read_idx_plain_and_gzipped(tmp_path: Path):
+    import numpy as np
+
+    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    (tmp_path / "a").write_bytes(idx_bytes(arr))
+    (tmp_path / "b.gz").write_bytes(gzip.compress(idx_bytes(arr)))
+    for f in ("a", "b.gz"):
+        assert torch.equal(read_idx(tmp_path / f), torch.from_numpy(arr))
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"\x00\x00\x08", "bad magic"),
+    (b"\x12\x34\x56\x78" + b"\x00" * 20, "bad magic"),
+    (bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + b"\x00" * 10, "holds 10 bytes"),
+    (b"\x1f\x8b" + b"garbage", "decompress"),
+])
+def test_read_idx_rejects_corrupted_files(tmp_path: Path, content: bytes, match: str):
+    (tmp_path / "bad").write_bytes(content)
+    with pytest.raises(DataError, match=match):
+        read_idx(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_from_data_dir(tmp_path: Path, gz: bool):
+    root = write_mnist_like(tmp_path / "fm", gz=gz)
+    s = build_splits("fashion-mnist", root, val_size=40)
+    assert (len(s.train), len(s.val), len(s.test)) == (200, 40, 80)
+    assert (s.num_classes, s.in_channels, s.image_size) == (10, 1, 32)
+    assert s.classes[0] == "T-shirt/top"
+    x, y = s.train[0]
+    assert x.shape == (1, 32, 32) and x.dtype == torch.uint8 and 0 <= y < 10
+
+
+def test_torchvision_raw_layout_and_mnist(tmp_path: Path):
+    write_mnist_like(tmp_path / "MNIST" / "raw", gz=False)
+    s = build_splits("mnist", tmp_path, val_size=0.25, image_size=28)
+    assert len(s.val) == 60 and s.train[0][0].shape == (1, 28, 28)
+
+
+def test_validation_split_is_seeded_and_disjoint(fake_fmnist: Path):
+    a = build_splits("fashion-mnist", fake_fmnist, val_size=40, split_seed=42)
+    b = build_splits("fashion-mnist", fake_fmnist, val_size=40, split_seed=42)
+    c = build_splits("fashion-mnist", fake_fmnist, val_size=40, split_seed=7)
+    assert torch.equal(a.val.indices, b.val.indices) and not torch.equal(a.val.indices, c.val.indices)
+    assert not set(a.train.indices.tolist()) & set(a.val.indices.tolist())
+    sub = build_splits("fashion-mnist", fake_fmnist, val_size=40, train_subset=50)
+    assert len(sub.train) == 50 and set(sub.train.indices.tolist()) <= set(a.train.indices.tolist())
+    assert torch.equal(sub.val.indices, a.val.indices)  # the subset never touches validation
+
+
+def test_missing_and_incomplete_data_dirs(tmp_path: Path):
+    with pytest.raises(DataError, match="does not exist"):
+        build_splits("fashion-mnist", tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte\[\.gz\].*--download"):
+        build_splits("fashion-mnist", empty)
+    part = write_mnist_like(tmp_path / "part")
+    (part / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\] \(looked in"):
+        build_splits("fashion-mnist", part)
+
+
+def test_corrupted_idx_and_bad_labels(tmp_path: Path):
+    root = write_mnist_like(tmp_path / "c")
+    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"not an idx file at all"))
+    with pytest.raises(DataError, match="corrupted IDX file .*train-images"):
+        build_splits("fashion-mnist", root)
+    root = write_mnist_like(tmp_path / "l")
+    import numpy as np
+
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.full(80, 12, np.uint8))))
+    with pytest.raises(DataError, match="label 12 is out of range for 10 classes"):
+        build_splits("fashion-mnist", root)
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros(7, np.uint8))))
+    with pytest.raises(DataError, match="do not match labels"):
+        build_splits("fashion-mnist", root)
+
+
+@pytest.mark.parametrize("hundred", [False, True])
+def test_cifar_python_format(tmp_path: Path, hundred: bool):
+    write_cifar(tmp_path, hundred=hundred)
+    name = "cifar100" if hundred else "cifar10"
+    s = build_splits(name, tmp_path, val_size=20)
+    assert s.num_classes == (100 if hundred else 10) and s.in_channels == 3
+    assert (len(s.train), len(s.val), len(s.test)) == (180, 20, 40)
+    x, _ = s.train[0]  # with crop / flip / colour jitter / grayscale augmentation
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
+
+
+def test_cifar_missing_and_corrupted(tmp_path: Path):
+    with pytest.raises(DataError, match="data_batch_1.*--download"):
+        build_splits("cifar10", tmp_path)
+    write_cifar(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DataError, match="corrupted CIFAR file .*test_batch"):
+        build_splits("cifar10", tmp_path)
+
+
+def test_imagefolder_layout(tmp_path: Path):
+    write_imagefolder(tmp_path / "f", classes=3, per_class=6)
+    s = build_splits("imagefolder", tmp_path / "f", image_size=16, val_size=0.25)
+    assert (s.num_classes, s.in_channels) == (3, 3)
+    assert len(s.val) + len(s.train) == 18 and len(s.test) == 18  # val/ is the test set here
+    x, y = s.train[0]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.uint8
+    gray = write_imagefolder(tmp_path / "g", mode="L", splits=("train", "val", "test"))
+    s = build_splits("imagefolder", gray, image_size=16)
+    assert s.in_channels == 1 and s.test[0][0].shape == (1, 16, 16)
+    assert len(s.val) == 18 and len(s.train) == 18  # with test/, val/ validates
+
+
+def test_imagefolder_errors(tmp_path: Path):
+    with pytest.raises(DataError, match="needs --data-dir"):
+        build_splits("imagefolder")
+    (tmp_path / "x" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="Couldn't find any class folder"):
+        build_splits("imagefolder", tmp_path / "x")
+    write_imagefolder(tmp_path / "y", splits=("train",))
+    with pytest.raises(DataError, match="missing folder .*val"):
+        build_splits("imagefolder", tmp_path / "y")
+    root = write_imagefolder(tmp_path / "b")
+    bad = root / "train" / "cls0" / "broken.png"
+    bad.write_bytes(b"not a png")
+    s = build_splits("imagefolder", root, image_size=16)
+    idx = next(i for i, (p, _) in enumerate(s.train.samples) if p.endswith("broken.png"))
+    with pytest.raises(DataError, match="cannot read image .*broken.png"):
+        s.train[idx]
+
+
+def test_bad_names_and_options(fake_fmnist: Path):
+    with pytest.raises(ConfigError, match="unknown dataset 'svhn'.*cifar10"):
+        build_splits("svhn")
+    with pytest.raises(ConfigError, match="train_subset 10000 exceeds"):
+        build_splits("fashion-mnist", fake_fmnist, val_size=40, train_subset=10000)
+    with pytest.raises(ConfigError, match="val_size"):
+        build_splits("fashion-mnist", fake_fmnist, val_size=240)
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        build_splits("fashion-mnist", fake_fmnist, val_size=40, augment="mixup")
+    assert len(build_dataset("fmnist", fake_fmnist, split="test", val_size=40)) == 80

@@ -1,0 +1,144 @@
+"""The method API, the no-gradient-across-blocks property, and prediction strategies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ffvision
+from ffvision.errors import ConfigError, DataError
+from ffvision.methods.asge import early_exit
+
+SMALL = {"model": "vgg8", "num_classes": 10, "in_channels": 1, "width_mult": 0.125, "image_size": 16}
+
+
+def batch(n: int = 8, c: int = 1, size: int = 16, classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(n)
+    return torch.rand(n, c, size, size, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def test_create_method_api():
+    m = ffvision.create_method("asge", **SMALL)
+    assert len(m.blocks) == 7
+    x, y = batch()
+    stats = m.train_step(x, y)
+    assert all(isinstance(v, torch.Tensor) for v in stats.values())  # on-device, no host sync
+    assert stats["layer_correct"].shape == (7,)
+    for s in ("last", "goodness-sum", "heads"):
+        assert m.predict(x, strategy=s).shape == (8, 10)
+    assert m.predict(x).shape == (8, 10)
+    assert {"asge", "bp"} <= set(ffvision.list_methods())
+
+
+def test_readout_size_follows_num_classes():
+    m = ffvision.create_method("asge", model="vgg8", num_classes=100, in_channels=3, width_mult=0.125)
+    assert all(b.readout.projection.shape[1] == 100 for b in m.blocks)
+    assert m.predict(torch.rand(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_grids_follow_the_adaptive_rule():
+    m = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.25)
+    assert m.grids == [4, 2, 2, 1, 1, 1, 1]  # 32->4, 64->2, 128->1 (as 128->4, 256->2, 512->1)
+
+
+@pytest.mark.parametrize("name", ["asge", "bp"])
+def test_no_gradient_crosses_a_block_boundary(name):
+    m = ffvision.create_method(name, **SMALL)
+    seen = []
+
+    def hook(module, inputs):
+        seen.append((inputs[0].requires_grad, inputs[0].grad_fn))
+
+    handles = [b.register_forward_pre_hook(hook) for b in m.blocks]
+    x, y = batch()
+    m.train_step(x, y)
+    for h in handles:
+        h.remove()
+    assert len(seen) == len(m.blocks)
+    assert all(not rg and fn is None for rg, fn in seen)  # every block input has no autograd history
+
+
+@pytest.mark.parametrize("k", [0, 3, 6])
+def test_one_blocks_loss_reaches_only_its_own_parameters(k):
+    m = ffvision.create_method("asge", **SMALL)
+    x, y = batch()
+    before = [[p.detach().clone() for p in b.parameters()] for b in m.blocks]
+    h = m.prepare(x)
+    for i, block in enumerate(m.blocks):
+        o = block(h)
+        if i == k:
+            loss = block.local_loss(o.scores, y)
+            loss.backward()
+            m.optimizers[f"block{k + 1}"].step()
+        h = o.out
+    for i, block in enumerate(m.blocks):
+        grads = [p.grad for p in block.parameters()]
+        changed = any(not torch.equal(p, q) for p, q in zip(block.parameters(), before[i]))
+        if i == k:
+            assert all(g is not None for g in grads) and changed
+        else:
+            assert all(g is None for g in grads) and not changed
+
+
+def test_fixed_projections_do_not_change_in_training():
+    m = ffvision.create_method("asge", **SMALL)
+    before = {k: v.clone() for k, v in m.state_dict().items() if "projection" in k or "readout.bias" in k}
+    for _ in range(3):
+        m.train_step(*batch())
+    after = m.state_dict()
+    assert before and all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_heads_only_see_detached_features():
+    m = ffvision.create_method("asge", **SMALL)
+    conv_before = [p.detach().clone() for p in m.blocks.parameters()]
+    x, y = batch()
+    outs = [o.out for o in m.iter_outputs(x)]
+    assert all(not o.requires_grad for o in outs)
+    torch.nn.functional.cross_entropy(m.head_logits(outs), y).backward()
+    assert all(p.grad is None for p in m.blocks.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(m.blocks.parameters(), conv_before))
+
+
+def test_bp_is_one_block_that_trains_everything():
+    m = ffvision.create_method("bp", **SMALL)
+    assert len(m.blocks) == 1
+    before = [p.detach().clone() for p in m.parameters()]
+    m.train_step(*batch())
+    assert all(not torch.equal(p, q) for p, q in zip(m.parameters(), before))
+
+
+def test_early_exit():
+    confident = torch.tensor([[10.0, 0.0], [0.0, 0.1]])  # sample 0 confident at layer 1
+    late = torch.tensor([[0.0, 10.0], [0.0, 10.0]])
+    pred, used = early_exit([confident, late], threshold=0.9)
+    assert pred.tolist() == [0, 1] and used.tolist() == [1, 2]
+    pred, used = early_exit([confident, late], threshold=1.0)  # never confident: last layer
+    assert used.tolist() == [2, 2]
+    m = ffvision.create_method("asge", **SMALL)
+    x, _ = batch()
+    p, u = m.predict_early_exit(x, threshold=1e-6)
+    assert (u == 1).all() and p.shape == (8,)
+
+
+def test_strategy_info_counts_parameters():
+    m = ffvision.create_method("asge", **SMALL)
+    info = m.strategy_info()
+    convs = sum(p.numel() for p in m.blocks.parameters())
+    assert info["last"]["trainable_parameters"] == convs == info["goodness-sum"]["trainable_parameters"]
+    assert info["heads"]["trainable_parameters"] == convs + sum(p.numel() for p in m.heads.parameters())
+
+
+def test_bad_method_inputs_are_clear():
+    with pytest.raises(ConfigError, match="unknown method 'nope'.*asge"):
+        ffvision.create_method("nope", **SMALL)
+    with pytest.raises(ConfigError, match="does not take bogus"):
+        ffvision.create_method("asge", bogus=1, **SMALL)
+    m = ffvision.create_method("asge", **SMALL)
+    x, y = batch()
+    with pytest.raises(DataError, match="label 12 is out of range"):
+        m.train_step(x, torch.full((8,), 12))
+    with pytest.raises(DataError, match="expected images of shape"):
+        m.train_step(torch.rand(8, 3, 16, 16), y)
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        m.predict(x, strategy="vote")

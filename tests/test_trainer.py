@@ -1,0 +1,150 @@
+"""Trainer: outputs, checkpoints that round-trip, exact resume, atomic writes, divergence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ffvision.config import TrainConfig, apply_overrides
+from ffvision.errors import CheckpointError, TrainingDiverged, TrainingInterrupted
+from ffvision.train import checkpoint as ckpt_mod
+from ffvision.train.checkpoint import load_checkpoint, load_method_state, method_from_checkpoint
+from ffvision.train.run import evaluate_checkpoint, train
+
+
+def cfg_of(fast_cfg: dict, **kw) -> TrainConfig:
+    return apply_overrides(TrainConfig(), {**fast_cfg, **kw})
+
+
+def weights(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / name)["model"]
+
+
+@pytest.mark.parametrize("method", ["asge", "bp"])
+def test_run_writes_all_outputs(fast_cfg: dict, method: str):
+    summary = train(cfg_of(fast_cfg, method=method), show_progress=False)
+    run = Path(fast_cfg["out"])
+    for f in ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "summary.json"):
+        assert (run / f).is_file(), f
+    assert not list(run.glob(".*tmp*"))  # no temporary checkpoint left behind
+    on_disk = json.loads((run / "summary.json").read_text())
+    for key in ("method", "model", "dataset", "epochs", "num_train", "test_accuracy", "test_accuracy_by_strategy",
+                "val_accuracy_best", "train_seconds", "train_images_per_second", "trainable_parameters", "config"):
+        assert key in on_disk, key
+    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk["num_train"] == 200 and on_disk["config"]["method"] == method
+    assert 0.0 <= on_disk["test_accuracy"] <= 1.0
+    expected = {"last", "goodness-sum", "heads"} if method == "asge" else {"last"}
+    assert set(on_disk["test_accuracy_by_strategy"]) == expected
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert len(lines[0]["val_layer_accuracy"]) == (7 if method == "asge" else 1)
+    ck = load_checkpoint(run / "last.pt")
+    assert set(ck["optimizers"]) == set(ck["schedulers"])
+    assert len(ck["optimizers"]) == (8 if method == "asge" else 1)  # 7 blocks + heads
+    assert ck["config"]["method"] == method and "rng" in ck
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(fast_cfg: dict):
+    train(cfg_of(fast_cfg), show_progress=False)
+    run = Path(fast_cfg["out"])
+    method, meta = method_from_checkpoint(load_checkpoint(run / "best.pt"))
+    assert meta["num_classes"] == 10 and meta["classes"][0] == "T-shirt/top"
+    again, _ = method_from_checkpoint(load_checkpoint(run))  # a run dir means its best.pt
+    x = torch.rand(4, 1, 16, 16)
+    for s in method.strategies:
+        assert torch.equal(method.predict(x, s), again.predict(x, s))
+    summary = json.loads((run / "summary.json").read_text())
+    res = evaluate_checkpoint(run / "best.pt", device="cpu")
+    assert res["test_accuracy_by_strategy"] == pytest.approx(summary["test_accuracy_by_strategy"])
+
+
+@pytest.mark.parametrize("stop_at", [7, 9])  # 7 = end of epoch 1 (7 steps/epoch); 9 = mid-epoch 2
+def test_interrupted_and_resumed_run_matches_uninterrupted(fast_cfg: dict, tmp_path: Path, stop_at: int):
+    full = tmp_path / "full"
+    train(cfg_of(fast_cfg, out=str(full), epochs=3), show_progress=False)
+
+    def stop(trainer):
+        if trainer.global_step == stop_at:
+            trainer.request_stop()
+
+    part = tmp_path / "part"
+    with pytest.raises(TrainingInterrupted, match="resume"):
+        train(cfg_of(fast_cfg, out=str(part), epochs=3), callbacks=[stop], show_progress=False)
+    assert load_checkpoint(part / "last.pt")["global_step"] == stop_at
+    train(TrainConfig(), resume=part, show_progress=False)
+    a, b = weights(full), weights(part)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from an uninterrupted run"
+    assert [json.loads(x)["epoch"] for x in (part / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_may_extend_epochs_but_not_change_the_run(fast_cfg: dict):
+    train(cfg_of(fast_cfg, epochs=1), show_progress=False)
+    run = Path(fast_cfg["out"])
+    from ffvision.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot change lr"):
+        train(TrainConfig(), resume=run, overrides={"lr": 0.5}, show_progress=False)
+    summary = train(TrainConfig(), resume=run, overrides={"epochs": 2}, show_progress=False)
+    assert summary["epochs"] == 2 and load_checkpoint(run / "last.pt")["epoch"] == 2
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg_of(fast_cfg), show_progress=False)
+
+
+def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ckpt_mod.save_checkpoint(path, {"model": {"w": torch.ones(2)}})
+
+    def broken_save(obj, fh):
+        fh.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt_mod.save_checkpoint(path, {"model": {"w": torch.zeros(2)}})
+    assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))  # the old file survived intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_nan_loss_stops_and_keeps_best_checkpoint(fast_cfg: dict):
+    run = Path(fast_cfg["out"])
+
+    def poison(trainer):
+        if trainer.global_step == 10:  # during epoch 2
+            with torch.no_grad():
+                next(trainer.method.blocks[0].parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="loss became nan.*best checkpoint .*best.pt .*intact"):
+        train(cfg_of(fast_cfg, epochs=3), callbacks=[poison], show_progress=False)
+    best = load_checkpoint(run / "best.pt")
+    assert best["epoch"] == 1 and all(torch.isfinite(v).all() for v in best["model"].values())
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # never overwritten with NaN weights
+    assert not (run / "summary.json").exists()
+
+
+def test_dry_run_writes_nothing(fast_cfg: dict):
+    res = train(cfg_of(fast_cfg, dry_run=True), show_progress=False)
+    assert res["dry_run"] and not Path(fast_cfg["out"]).exists()
+
+
+def test_bad_checkpoints(tmp_path: Path, fast_cfg: dict):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(CheckpointError, match="corrupted or not a PyTorch file"):
+        load_checkpoint(bad)
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not an ffvision checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    train(cfg_of(fast_cfg, epochs=1), show_progress=False)
+    import ffvision
+
+    other = ffvision.create_method("asge", model="vgg11", num_classes=10, in_channels=1, width_mult=0.125,
+                                   image_size=16)
+    with pytest.raises(CheckpointError, match="does not fit this ASGE"):
+        load_method_state(other, weights(Path(fast_cfg["out"]), "best.pt"))
