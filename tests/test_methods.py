@@ -142,3 +142,16 @@ def test_bad_method_inputs_are_clear():
         m.train_step(torch.rand(8, 3, 16, 16), y)
     with pytest.raises(ConfigError, match="unknown strategy"):
         m.predict(x, strategy="vote")
+
+
+@pytest.mark.parametrize("name", ["asge", "bp"])
+def test_bf16_autocast_path(name):
+    """The mixed-precision path used on CUDA, exercised with CPU bf16 autocast."""
+    m = ffvision.create_method(name, **SMALL)
+    m.amp_dtype = torch.bfloat16
+    x, y = batch(16)
+    for _ in range(2):
+        stats = m.train_step(x, y)
+    assert torch.isfinite(stats["loss_sum"])
+    assert all(p.dtype == torch.float32 for p in m.parameters())  # master weights stay fp32
+    assert m.predict(x).dtype == torch.float32

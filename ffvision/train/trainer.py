@@ -325,6 +325,7 @@ class Trainer:
         if self.run_dir is not None:
             with open(self.run_dir / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(record) + "\n")
+            self._tensorboard(record)
             if improved:
                 self.save("best.pt")
             self.save("last.pt")
@@ -349,6 +350,26 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "w") as fh:
             for rec in self.history:
                 fh.write(json.dumps(rec) + "\n")
+
+    def _tensorboard(self, record: dict[str, Any]) -> None:
+        """Per-epoch scalars to RUN_DIR/tensorboard when the tensorboard package is installed."""
+        if getattr(self, "_tb", None) is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional dependency: pip install tensorboard
+                self._tb = False
+                return
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if self._tb is False:
+            return
+        e = record["epoch"]
+        self._tb.add_scalar("train/loss", record["train_loss"], e)
+        self._tb.add_scalar("train/accuracy", record["train_accuracy"], e)
+        for k, v in record["val_accuracy_by_strategy"].items():
+            self._tb.add_scalar(f"val/{k}", v, e)
+        for i, v in enumerate(record["val_layer_accuracy"]):
+            self._tb.add_scalar(f"val_layer/{i + 1}", v, e)
+        self._tb.flush()
 
     def _plot(self) -> None:
         """curves.png (matplotlib is optional at run time; a failure never stops training)."""
