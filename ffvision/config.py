@@ -31,8 +31,8 @@ class TrainConfig:
     """Everything a training run needs; defaults suit a short run with no recipe."""
 
     # --- what to train
-    method: str = opt("asge", "training method: asge | bp")
-    model: str = opt("vgg8", "architecture: vgg8 | vgg11 | vgg11a")
+    method: str = opt("asge", "training method: see `ffvision list` (asge, bp, ffcnn, hinton, ...)")
+    model: str = opt("vgg8", "architecture: see `ffvision list` (vgg8, vgg11, vgg11a, ffcnn3, mlp, ...)")
     dataset: str = opt("fashion-mnist", "mnist | fashion-mnist | cifar10 | cifar100 | imagenet | imagefolder")
     data_dir: str | None = opt(None, "dataset folder (default: $FFVISION_DATA or ./data, then system copies)")
     download: bool = opt(False, "fetch missing MNIST/FashionMNIST/CIFAR files with torchvision")
@@ -44,14 +44,15 @@ class TrainConfig:
 
     # --- model
     width_mult: float = opt(1.0, "channel width multiplier (0.25 makes every layer 4x narrower)")
-    dropout: float = opt(0.1, "dropout after each layer")
+    dropout: float | None = opt(None, "dropout after each layer (default: the model's, 0.1 VGG, 0 FF-CNN)")
+    filters: int | None = opt(None, "filters per layer of the FF-CNN models (default 128)")
     alpha: float = opt(1.0, "ASGE grid rule P_l = alpha * C_L / C_l")
 
     # --- optimisation (one AdamW per block; heads have their own)
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
     lr: float | None = opt(None, "peak learning rate of every block (default: the method's)")
-    weight_decay: float = opt(1e-3, "AdamW weight decay of the blocks")
+    weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
     head_init: str = opt("zeros", "ASGE heads' init: zeros | kaiming (official code) | default")
@@ -59,6 +60,15 @@ class TrainConfig:
     min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
     warmup_epochs: float = opt(0.0, "linear learning-rate warm-up before the cosine, in epochs")
     scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")
+
+    # --- label-in-the-input FF (ffcnn, hinton)
+    labels: str | None = opt(None, "label encoding: fourier | morphological (ffcnn), onehot (hinton)")
+    label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
+    threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum)")
+    goodness: str = opt("sum", "goodness of a layer: sum | mean of squared activities")
+    first_layer_contributes: bool = opt(True, "train layer 1 and sum its goodness at inference")
+    probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
+    probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
 
     # --- evaluation
     early_exit_thresholds: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.99],
@@ -154,21 +164,23 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         v = getattr(cfg, k)
         if v is not None and not v > 0:
             raise ConfigError(f"{k} must be positive, got {v}")
-    if cfg.weight_decay < 0 or cfg.head_weight_decay < 0:
+    if (cfg.weight_decay or 0) < 0 or cfg.head_weight_decay < 0:
         raise ConfigError("weight decay cannot be negative")
     if not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
-    if not 0 <= cfg.dropout < 1:
+    if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
-               "head_init": ("zeros", "kaiming", "default")}
+               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean")}
     for k, allowed in choices.items():
         if getattr(cfg, k) not in allowed:
             raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")
     if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds):
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
+    if not 0 <= cfg.label_intensity <= 1:
+        raise ConfigError(f"label_intensity K must be in [0, 1], got {cfg.label_intensity}")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise ConfigError(f"num_workers cannot be negative, got {cfg.num_workers}")
     return cfg

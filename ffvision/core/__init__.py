@@ -1,11 +1,23 @@
 """Building blocks shared by every method: local blocks, readouts, normalisation."""
 
 from ffvision.core.block import BlockOutput, LocalBlock
+from ffvision.core.labels import OneHotPixels, SpatialLabels, make_label_encoding, negative_labels
 from ffvision.core.norm import RMSNorm, rms_normalize
-from ffvision.core.readouts import LinearReadout, SpatialGoodnessReadout, adaptive_grid, init_linear
+from ffvision.core.readouts import (
+    GoodnessReadout,
+    LinearReadout,
+    SpatialGoodnessReadout,
+    adaptive_grid,
+    init_linear,
+)
 
 __all__ = [
     "BlockOutput",
+    "GoodnessReadout",
+    "OneHotPixels",
+    "SpatialLabels",
+    "make_label_encoding",
+    "negative_labels",
     "LinearReadout",
     "LocalBlock",
     "RMSNorm",

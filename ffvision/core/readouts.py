@@ -81,6 +81,29 @@ class LinearReadout(nn.Module):
         return self.fc(h)
 
 
+class GoodnessReadout(nn.Module):
+    """FF goodness logit: G - threshold, G = sum (or mean) of squared activities per sample."""
+
+    def __init__(self, threshold: float, reduction: str = "sum") -> None:
+        super().__init__()
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"goodness reduction must be sum or mean, got {reduction!r}")
+        self.threshold, self.reduction = float(threshold), reduction
+
+    def goodness(self, h: torch.Tensor) -> torch.Tensor:
+        """G per sample, (B,), accumulated in float32."""
+        sq = h.float().square().flatten(1)
+        return sq.sum(1) if self.reduction == "sum" else sq.mean(1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Logit of "this input is positive", (B,)."""
+        return self.goodness(h) - self.threshold
+
+    def extra_repr(self) -> str:
+        """Show the threshold and reduction in print(model)."""
+        return f"threshold={self.threshold:g}, reduction={self.reduction}"
+
+
 def init_linear(layer: nn.Linear | nn.Conv2d, init: str) -> None:
     """Initialise weights as 'kaiming' (normal, ReLU gain), 'zeros' or 'default' (PyTorch's)."""
     if init == "kaiming":

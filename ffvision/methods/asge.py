@@ -23,9 +23,8 @@ from torch import nn
 
 from ffvision.core import LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
 from ffvision.errors import ConfigError
-from ffvision.methods.base import LocalMethod
+from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
-from ffvision.models import create_model
 
 # Defaults for runs without a recipe (tuned for short runs, see docs/results.md); the paper's
 # recipe (lr 2e-4 everywhere, Kaiming-initialised heads) is in recipes/asge-*.yaml.
@@ -63,7 +62,8 @@ class ASGE(LocalMethod):
         in_channels: int = 3,
         image_size: int = 32,
         width_mult: float = 1.0,
-        dropout: float = 0.1,
+        dropout: float | None = None,
+        filters: int | None = None,
         alpha: float = 1.0,
         lr: float = DEFAULT_LR,
         weight_decay: float = 1e-3,
@@ -77,8 +77,8 @@ class ASGE(LocalMethod):
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if alpha <= 0:
             raise ConfigError(f"alpha must be positive, got {alpha}")
-        net = create_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
-                           dropout=dropout, image_size=image_size)
+        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
+                          dropout=dropout, image_size=image_size, filters=filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"asge needs a plain conv stack (vgg8, vgg11, vgg11a), not {model!r}")
         nlayers = len(net.layers)
@@ -139,7 +139,7 @@ class ASGE(LocalMethod):
         stats["correct"] = (logits.detach().argmax(1) == y).sum()  # default strategy: heads
         return stats
 
-    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
         """Scores of every layer and of the three strategies, from one forward pass."""
         outs = list(self.iter_outputs(x))
         res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}

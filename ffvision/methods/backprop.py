@@ -11,9 +11,8 @@ import torch
 from torch import nn
 
 from ffvision.core import LinearReadout, LocalBlock
-from ffvision.methods.base import LocalMethod
+from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
-from ffvision.models import create_model
 
 
 class FeatureStack(nn.Module):
@@ -44,13 +43,14 @@ class Backprop(LocalMethod):
         in_channels: int = 3,
         image_size: int = 32,
         width_mult: float = 1.0,
-        dropout: float = 0.1,
+        dropout: float | None = None,
+        filters: int | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-3,
     ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        net = create_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
-                           dropout=dropout, image_size=image_size)
+        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
+                          dropout=dropout, image_size=image_size, filters=filters)
         self.lr, self.weight_decay = lr, weight_decay
         self.blocks.append(LocalBlock(FeatureStack(net), LinearReadout(net.num_features, num_classes)))
         self.build_optimizers()

@@ -15,6 +15,12 @@ from torch import nn
 
 from ffvision.core import BlockOutput
 from ffvision.errors import ConfigError, DataError
+from ffvision.models import create_model
+
+
+def build_model(name: str, **kwargs: object) -> nn.Module:
+    """create_model with the options left at None dropped (the model's own default applies)."""
+    return create_model(name, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 class LocalMethod(nn.Module):
@@ -114,8 +120,8 @@ class LocalMethod(nn.Module):
         stats["correct"] = stats["layer_correct"][-1]
         return stats
 
-    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Class scores (B, N) of every strategy and every block ('layer/1', ...) in one pass."""
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
+        """Class scores (B, N) of every strategy and block ('layer/1', ...); `strategy` may limit the work."""
         outs = list(self.iter_outputs(x))
         res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}
         res["last"] = res[f"layer/{len(outs)}"]
@@ -130,7 +136,7 @@ class LocalMethod(nn.Module):
                               f"{', '.join(self.strategies)}")
         self.check_inputs(x)
         self.eval()
-        return self.scores(x)[strategy]
+        return self.scores(x, strategy)[strategy]
 
     @torch.no_grad()
     def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

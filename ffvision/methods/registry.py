@@ -31,8 +31,15 @@ def method_class(name: str) -> type[LocalMethod]:
 
 def method_options(name: str) -> list[str]:
     """Keyword options that method `name` accepts."""
-    sig = inspect.signature(method_class(name).__init__)
-    return [p for p in sig.parameters if p != "self"]
+    names: list[str] = []
+    for cls in method_class(name).__mro__:  # follow **kwargs up to the constructor that takes them
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind is p.KEYWORD_ONLY and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def create_method(name: str, **kwargs: Any) -> LocalMethod:

@@ -1,9 +1,11 @@
-"""VGG-style plain conv stacks as used by ASGE (3x3 convs, ReLU, AvgPool, no BatchNorm).
+"""Plain conv stacks: ASGE's VGGs and the FF-CNN of Scodellaro et al., from one class.
 
-One configurable class; `vgg8`, `vgg11` and `vgg11a` are short entrypoints. Each layer is
-conv3x3 -> ReLU (what a local readout sees), then a parameter-free transition: optional
-AvgPool2d(2), Dropout, per-sample RMS normalisation. The input image is RMS-normalised too.
-Backprop trains exactly this function end to end; FF methods train each layer locally.
+`ConvStack` layers are conv(k x k, same padding) -> ReLU (what a local readout sees), then a
+parameter-free transition: optional AvgPool2d(2), Dropout, per-sample RMS normalisation.
+`vgg8`, `vgg11`, `vgg11a` (3x3, dropout 0.1, RMS-normalised input) and `ffcnn3`, `ffcnn4`,
+`ffcnn6` (7x7, no pooling in ffcnn3, input left as is so a label pattern mixed into it
+keeps its contrast) are short entrypoints. Backprop trains exactly this function end to
+end; FF methods train each layer locally.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ VGG11A = [(64, True), (128, True), (256, False), (256, True), (512, False), (512
 
 
 class ConvLayer(nn.Module):
-    """conv3x3 -> ReLU; `post` is the transition to the next layer (pool, dropout, RMS norm)."""
+    """conv k x k -> ReLU; `post` is the transition to the next layer (pool, dropout, RMS norm)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, pool: bool, dropout: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, pool: bool, dropout: float,
+                 kernel_size: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, stride=1,
+                              padding=kernel_size // 2)
         self.act = nn.ReLU(inplace=True)  # safe: conv's backward needs its input, not its output
         self.pool = pool
         self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), nn.Dropout(dropout), RMSNorm())
@@ -39,7 +43,7 @@ class ConvLayer(nn.Module):
         return self.act(self.conv(x))  # (B, C_out, H, W)
 
 
-class VGG(nn.Module):
+class ConvStack(nn.Module):
     """A plain stack of ConvLayers; exposes `layers` and `feature_info` for local readouts."""
 
     def __init__(
@@ -51,8 +55,12 @@ class VGG(nn.Module):
         width_mult: float = 1.0,
         dropout: float = 0.1,
         image_size: int = 32,
+        kernel_size: int = 3,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"kernel_size must be odd and positive, got {kernel_size}")
         if width_mult <= 0:
             raise ConfigError(f"width_mult must be positive, got {width_mult}")
         if not 0.0 <= dropout < 1.0:
@@ -63,13 +71,14 @@ class VGG(nn.Module):
         if image_size < 2**npool:
             raise ConfigError(f"image_size {image_size} is too small: this model pools {npool} times "
                               f"and needs at least {2**npool} px")
-        self.stem = RMSNorm()  # the raw image is RMS-normalised like every hand-off
+        # ASGE RMS-normalises the raw image like every hand-off; FF-CNN feeds it as is.
+        self.stem = RMSNorm() if input_norm else nn.Identity()
         self.layers = nn.ModuleList()
         self.feature_info: list[dict[str, int | str | bool]] = []
         c_in, size, reduction = in_channels, image_size, 1
         for i, (c, pool) in enumerate(cfg):
             c_out = max(1, round(c * width_mult))
-            self.layers.append(ConvLayer(c_in, c_out, pool=pool, dropout=dropout))
+            self.layers.append(ConvLayer(c_in, c_out, pool=pool, dropout=dropout, kernel_size=kernel_size))
             # size: the spatial size of this layer's output before its pool (its goodness map).
             self.feature_info.append({"num_chs": c_out, "reduction": reduction, "size": size,
                                       "pool": pool, "module": f"layers.{i}"})
@@ -91,7 +100,7 @@ class VGG(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Class scores from the pooled last layer (needs num_classes > 0)."""
         if self.head is None:
-            raise RuntimeError("this VGG was built with num_classes=0 (features only)")
+            raise RuntimeError("this network was built with num_classes=0 (features only)")
         return self.head(self.forward_features(x))
 
 
@@ -104,18 +113,44 @@ def _init_weights(m: nn.Module) -> None:
 
 
 @register_model
-def vgg8(**kwargs: object) -> VGG:
+def vgg8(**kwargs: object) -> ConvStack:
     """ASGE's VGG8: 128, 256p, 256, 512p, 512p, 512p, 512 (p = AvgPool after the goodness)."""
-    return VGG(VGG8, **kwargs)
+    return ConvStack(VGG8, **kwargs)
 
 
 @register_model
-def vgg11(**kwargs: object) -> VGG:
+def vgg11(**kwargs: object) -> ConvStack:
     """ASGE's VGG11: 128, 256p, 256, 512p, 512, 512p, 512, 512p, 512, 512."""
-    return VGG(VGG11, **kwargs)
+    return ConvStack(VGG11, **kwargs)
 
 
 @register_model
-def vgg11a(**kwargs: object) -> VGG:
+def vgg11a(**kwargs: object) -> ConvStack:
     """VGG configuration A (64p, 128p, 256, 256p, 512, 512p, 512, 512p): the ImageNet default."""
-    return VGG(VGG11A, **kwargs)
+    return ConvStack(VGG11A, **kwargs)
+
+
+def _ffcnn(depth: int, pools: tuple[int, ...], filters: int, kwargs: dict) -> ConvStack:
+    """FF-CNN stack: `depth` 7x7 layers of `filters`, AvgPool after the layers in `pools`."""
+    kwargs.setdefault("dropout", 0.0)
+    kwargs.setdefault("kernel_size", 7)
+    kwargs.setdefault("input_norm", False)
+    return ConvStack([(filters, i in pools) for i in range(depth)], **kwargs)
+
+
+@register_model
+def ffcnn3(*, filters: int = 128, **kwargs: object) -> ConvStack:
+    """Scodellaro et al.'s FF-CNN: 3 conv 7x7 layers of 128 filters, same padding, no pooling."""
+    return _ffcnn(3, (), filters, kwargs)
+
+
+@register_model
+def ffcnn4(*, filters: int = 128, **kwargs: object) -> ConvStack:
+    """Deeper FF-CNN for CIFAR: 4 layers of 7x7, AvgPool after layers 2 and 3."""
+    return _ffcnn(4, (1, 2), filters, kwargs)
+
+
+@register_model
+def ffcnn6(*, filters: int = 128, **kwargs: object) -> ConvStack:
+    """Deeper FF-CNN for CIFAR: 6 layers of 7x7, AvgPool after layers 2 and 4."""
+    return _ffcnn(6, (1, 3), filters, kwargs)

@@ -1,0 +1,165 @@
+"""How labels enter the input in Forward-Forward methods.
+
+* `SpatialLabels` - Scodellaro et al. (arXiv 2312.14924): one H x W pattern T_c per class,
+  mixed into every channel of the image, x_c = (1 - K) x + K T_c, so every receptive field
+  of a shared-weight convolution sees the label. Two families (the paper's exact formulas
+  are not published; these are ffvision's):
+    fourier        T_c = 0.5 + 0.5 cos(2 pi k_c (u cos t_c + v sin t_c)), u, v in [0, 1):
+                   a plane wave with k_c = 2, 3, ... cycles per image and t_c one of
+                   n_o = ceil(sqrt(N)) orientations in [0, pi); class c has frequency index
+                   c // n_o and orientation index c % n_o. Needs k_max < side / 2 (Nyquist).
+    morphological  binary textures: a class-seeded random point set (one point per 6 x 6 px
+                   on average) dilated with a class-specific structuring element - disk,
+                   square, cross, horizontal/vertical/diagonal bar or ring (c mod 8), radius
+                   1 + (c div 8) mod 3. Structure, not frequency, tells classes apart, which
+                   is what the paper used against shortcut solutions on CIFAR-10.
+  Every set is checked at construction: two patterns closer than 0.1 RMS is an error.
+* `OneHotPixels` - Hinton (arXiv 2212.13345): the first N values of the flattened image
+  are replaced by a one-hot label (1.0 at the class, 0 elsewhere).
+
+Negative labels are drawn uniformly from the *other* classes (`negative_labels`), never by
+shuffling the batch (which makes some "negatives" positives).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffvision.errors import ConfigError, DataError
+
+LABEL_SETS = ("fourier", "morphological", "onehot")
+_SHAPES = ("disk", "square", "cross", "hbar", "vbar", "diag", "antidiag", "ring")
+
+
+def negative_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A label drawn uniformly from the classes other than y, for every sample."""
+    shift = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
+    return (y + shift) % num_classes
+
+
+def fourier_patterns(num_classes: int, height: int, width: int) -> torch.Tensor:
+    """(N, H, W) plane waves in [0, 1], one frequency/orientation per class."""
+    n_o = math.ceil(math.sqrt(num_classes))
+    k_max = 2 + (num_classes - 1) // n_o
+    if k_max >= min(height, width) / 2:
+        raise ConfigError(f"the fourier label set cannot make {num_classes} distinct patterns at "
+                          f"{height}x{width} px (it needs {k_max} cycles per image, over the Nyquist limit "
+                          f"{min(height, width) / 2:g}); use a larger image_size or the morphological set")
+    v, u = torch.meshgrid(torch.arange(height) / height, torch.arange(width) / width, indexing="ij")
+    out = []
+    for c in range(num_classes):
+        k, o = 2 + c // n_o, c % n_o
+        t = math.pi * o / n_o
+        out.append(0.5 + 0.5 * torch.cos(2 * math.pi * k * (u * math.cos(t) + v * math.sin(t))))
+    return torch.stack(out)
+
+
+def _element(shape: str, r: int) -> torch.Tensor:
+    """A (2r+1) x (2r+1) binary structuring element."""
+    i, j = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
+    d2 = i**2 + j**2
+    masks = {"disk": d2 <= r * r, "square": torch.ones_like(d2, dtype=torch.bool),
+             "cross": (i == 0) | (j == 0), "hbar": i == 0, "vbar": j == 0, "diag": i == j, "antidiag": i == -j,
+             "ring": (d2 <= r * r) & (d2 >= max(1, r - 1) ** 2)}
+    return masks[shape].float()
+
+
+def morphological_patterns(num_classes: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    """(N, H, W) binary textures: class-seeded points dilated by a class-specific element."""
+    out = []
+    for c in range(num_classes):
+        g = torch.Generator().manual_seed(seed * 100_003 + c)
+        points = (torch.rand(1, 1, height, width, generator=g) < 1 / 36).float()
+        elem = _element(_SHAPES[c % len(_SHAPES)], 1 + (c // len(_SHAPES)) % 3)
+        r = elem.shape[-1] // 2
+        out.append((F.conv2d(points, elem[None, None], padding=r)[0, 0] > 0).float())
+    return torch.stack(out)
+
+
+def check_distinct(patterns: torch.Tensor, name: str, min_rms: float = 0.1) -> None:
+    """ConfigError if two class patterns are (nearly) the same."""
+    flat = patterns.flatten(1)
+    d = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])  # RMS distance
+    d.fill_diagonal_(float("inf"))
+    i, j = divmod(int(d.argmin()), d.shape[0])
+    if d[i, j] < min_rms:
+        raise ConfigError(f"the {name} label set is too small for {patterns.shape[0]} classes at "
+                          f"{patterns.shape[1]}x{patterns.shape[2]} px: classes {i} and {j} get nearly the "
+                          "same pattern; use a larger image_size or another label set")
+
+
+class SpatialLabels(nn.Module):
+    """Class patterns mixed into the image: x_c = (1 - K) x + K T_c on every channel."""
+
+    def __init__(self, kind: str, num_classes: int, height: int, width: int, intensity: float = 0.35,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= intensity <= 1.0:
+            raise ConfigError(f"label intensity K must be in [0, 1], got {intensity}")
+        if kind == "fourier":
+            patterns = fourier_patterns(num_classes, height, width)
+        elif kind == "morphological":
+            patterns = morphological_patterns(num_classes, height, width, seed)
+        else:
+            raise ConfigError(f"unknown spatial label set {kind!r}; choose fourier or morphological")
+        check_distinct(patterns, kind)
+        self.kind, self.num_classes, self.intensity = kind, num_classes, intensity
+        self.register_buffer("patterns", patterns)  # (N, H, W)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if tuple(x.shape[-2:]) != tuple(self.patterns.shape[-2:]):
+            raise DataError(f"images are {x.shape[-2]}x{x.shape[-1]} px but the label patterns were built for "
+                            f"{self.patterns.shape[-2]}x{self.patterns.shape[-1]}")
+
+    def mix(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(1 - K) x + K t with t (B, H, W) broadcast over channels."""
+        return (1 - self.intensity) * x + self.intensity * t[:, None].to(x.dtype)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each image with its label's pattern."""
+        self._check(x)
+        return self.mix(x, self.patterns[y])
+
+    def neutral(self, x: torch.Tensor) -> torch.Tensor:
+        """Each image with the mean of all patterns (no class preferred)."""
+        self._check(x)
+        return self.mix(x, self.patterns.mean(0).expand(x.shape[0], -1, -1))
+
+
+class OneHotPixels(nn.Module):
+    """Hinton's label: the first N values of the flattened image hold a one-hot vector."""
+
+    def __init__(self, num_classes: int, numel: int) -> None:
+        super().__init__()
+        if num_classes >= numel:
+            raise ConfigError(f"one-hot labels need more than {num_classes} input values per image, got {numel}")
+        self.kind, self.num_classes, self.numel = "onehot", num_classes, numel
+
+    def _write(self, x: torch.Tensor, label_values: torch.Tensor) -> torch.Tensor:
+        if x[0].numel() != self.numel:
+            raise DataError(f"images have {x[0].numel()} values but the label encoding was built for {self.numel}")
+        flat = x.flatten(1).clone()
+        flat[:, : self.num_classes] = label_values.to(flat.dtype)
+        return flat.view_as(x)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images with a one-hot label in their first N values."""
+        return self._write(x, F.one_hot(y, self.num_classes))
+
+    def neutral(self, x: torch.Tensor) -> torch.Tensor:
+        """Images with 1/N in every label position (Hinton's neutral label)."""
+        return self._write(x, torch.full((x.shape[0], self.num_classes), 1 / self.num_classes, device=x.device))
+
+
+def make_label_encoding(kind: str, num_classes: int, in_channels: int, image_size: int, intensity: float,
+                        seed: int = 0) -> nn.Module:
+    """Build a label encoding by name: fourier | morphological | onehot."""
+    if kind == "onehot":
+        return OneHotPixels(num_classes, in_channels * image_size * image_size)
+    if kind not in LABEL_SETS:
+        raise ConfigError(f"unknown label set {kind!r}; choose one of: {', '.join(LABEL_SETS)}")
+    return SpatialLabels(kind, num_classes, image_size, image_size, intensity, seed)

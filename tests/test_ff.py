@@ -1,0 +1,122 @@
+"""FF-CNN (spatially-extended labels) and Hinton's FF: labels, negatives, blocks, inference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ffvision
+from ffvision.core.labels import (
+    OneHotPixels,
+    SpatialLabels,
+    fourier_patterns,
+    morphological_patterns,
+    negative_labels,
+)
+from ffvision.errors import ConfigError, DataError
+
+FF_SMALL = {"num_classes": 10, "in_channels": 1, "image_size": 16}
+
+
+@pytest.mark.parametrize("kind", ["fourier", "morphological"])
+@pytest.mark.parametrize("n,size", [(10, 28), (10, 32), (100, 32)])
+def test_label_sets_are_distinct_and_deterministic(kind, n, size):
+    make = fourier_patterns if kind == "fourier" else morphological_patterns
+    a, b = make(n, size, size), make(n, size, size)
+    assert a.shape == (n, size, size) and torch.equal(a, b)
+    assert a.min() >= 0 and a.max() <= 1
+    d = torch.cdist(a.flatten(1), a.flatten(1)) / size
+    d.fill_diagonal_(float("inf"))
+    assert d.min() > 0.1  # every pair clearly different (RMS distance)
+
+
+def test_label_mixing_formula():
+    enc = SpatialLabels("morphological", 10, 16, 16, intensity=0.35)
+    x = torch.rand(4, 3, 16, 16)
+    y = torch.tensor([0, 3, 3, 9])
+    out = enc.encode(x, y)
+    for c in range(3):  # the same pattern on every channel
+        assert torch.allclose(out[:, c], 0.65 * x[:, c] + 0.35 * enc.patterns[y])
+    assert torch.allclose(enc.neutral(x)[:, 0], 0.65 * x[:, 0] + 0.35 * enc.patterns.mean(0))
+
+
+def test_negative_labels_are_never_the_true_label_and_uniform():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (200_000,), generator=g)
+    neg = negative_labels(y, 10, generator=g)
+    assert not (neg == y).any()
+    for c in (0, 7):  # given true class c, the other 9 classes are equally likely
+        counts = torch.bincount(neg[y == c], minlength=10).float()
+        assert counts[c] == 0
+        others = counts[torch.arange(10) != c]
+        assert (others / others.sum() - 1 / 9).abs().max() < 0.01
+
+
+def test_one_hot_pixels():
+    enc = OneHotPixels(10, 28 * 28)
+    x = torch.rand(3, 1, 28, 28)
+    out = enc.encode(x, torch.tensor([0, 4, 9]))
+    assert out.flatten(1)[:, :10].argmax(1).tolist() == [0, 4, 9] and out.flatten(1)[:, :10].sum(1).eq(1).all()
+    assert torch.equal(out.flatten(1)[:, 10:], x.flatten(1)[:, 10:])
+    assert torch.allclose(enc.neutral(x).flatten(1)[:, :10], torch.full((3, 10), 0.1))
+
+
+def test_bad_label_options_are_clear():
+    with pytest.raises(ConfigError, match="intensity K must be in"):
+        SpatialLabels("fourier", 10, 28, 28, intensity=1.5)
+    with pytest.raises(ConfigError, match="cannot make 100 distinct patterns at 16x16"):
+        ffvision.create_method("ffcnn", num_classes=100, in_channels=3, image_size=16, filters=4)
+    with pytest.raises(ConfigError, match="too small for 100 classes"):
+        ffvision.create_method("ffcnn", num_classes=100, in_channels=1, image_size=6, filters=4,
+                               labels="morphological", model="ffcnn3")
+    m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)
+    with pytest.raises(DataError, match="images are 32x32 px but the label patterns were built for 16x16"):
+        m.train_step(torch.rand(2, 1, 32, 32), torch.tensor([0, 1]))
+    with pytest.raises(ConfigError, match="unknown label set"):
+        ffvision.create_method("ffcnn", filters=4, labels="stripes", **FF_SMALL)
+
+
+@pytest.mark.parametrize("name,kw", [("ffcnn", {"filters": 4}), ("ffcnn", {"filters": 4, "labels": "morphological"}),
+                                     ("hinton", {"width_mult": 0.02})])
+def test_ff_api_and_no_gradient_across_blocks(name, kw):
+    m = ffvision.create_method(name, **FF_SMALL, **kw)
+    seen = []
+    hooks = [b.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].requires_grad or inp[0].grad_fn))
+             for b in m.blocks]
+    x, y = torch.rand(8, 1, 16, 16), torch.randint(0, 10, (8,))
+    stats = m.train_step(x, y)
+    for h in hooks:
+        h.remove()
+    assert seen and not any(seen)  # block inputs carry no autograd history, in the training passes too
+    assert stats["layer_correct"].shape == (len(m.blocks),)
+    for s in ("goodness", "probe"):
+        assert m.predict(x, strategy=s).shape == (8, 10)
+
+
+def test_goodness_inference_is_batched_over_classes_and_matches_a_loop():
+    m = ffvision.create_method("ffcnn", filters=4, max_eval_batch=16, **FF_SMALL)  # forces several chunks
+    m.eval()
+    x = torch.rand(5, 1, 16, 16)
+    with torch.no_grad():
+        batched = m.goodness_scores(x)
+        for c in range(10):
+            xs = m.labels.encode(x, torch.full((5,), c))
+            for i, o in enumerate(m.iter_outputs(xs)):
+                assert torch.allclose(batched[i, :, c], o.scores.float(), rtol=1e-5, atol=1e-2)
+
+
+def test_first_layer_switch():
+    m = ffvision.create_method("ffcnn", filters=4, first_layer_contributes=False, **FF_SMALL)
+    assert "block1" not in m.optimizers and m.contributing == [1, 2]
+    before = [p.clone() for p in m.blocks[0].parameters()]
+    m.train_step(torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]))
+    assert all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
+    s = m.scores(torch.rand(2, 1, 16, 16))
+    assert torch.allclose(s["goodness"], s["layer/2"] + s["layer/3"])
+
+
+def test_goodness_threshold_defaults_to_the_number_of_units():
+    m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)
+    assert [b.readout.threshold for b in m.blocks] == [4 * 16 * 16] * 3
+    h = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)
+    assert [b.readout.threshold for b in h.blocks] == [20] * 4
