@@ -1,4 +1,4 @@
-"""Command line: ffvision train | eval | predict | list.
+"""Command line: ffvision train | eval | predict | cam | labels | list.
 
 Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
 and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their traceback.
@@ -106,6 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to print [default: 3]")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
+    c = sub.add_parser("cam", help="class activation maps of images (PNG)",
+                       description="For each image, write DIR/<name>_cam.png: the image and, per layer, the regions "
+                       "that drive that layer's score of the predicted class (Grad-CAM on each block's own readout: "
+                       "ASGE's spatial goodness readout, FF-CNN's goodness, backprop's classifier).",
+                       epilog="example: ffvision cam runs/ffcnn/best.pt boot.png --out cams/")
+    c.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    c.add_argument("images", nargs="+", help="image files")
+    c.add_argument("--out", required=True, help="folder for the PNGs")
+    c.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    c.add_argument("--strategy", help="strategy that picks the predicted class (default: the method's)")
+    c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+
+    lb = sub.add_parser("labels", help="show the label patterns of a label set (PNG)",
+                        description="Render FF-CNN's spatially-extended label patterns, one per class.",
+                        epilog="example: ffvision labels --set fourier --num-classes 10 --out labels.png")
+    lb.add_argument("--set", dest="label_set", default="fourier", help="fourier | morphological [default: fourier]")
+    lb.add_argument("--num-classes", type=int, default=10, help="number of classes [default: 10]")
+    lb.add_argument("--image-size", type=int, default=32, help="pattern size in px [default: 32]")
+    lb.add_argument("--out", default="labels.png", help="output PNG [default: labels.png]")
+
     sub.add_parser("list", help="list methods, models, datasets and recipes")
     return parser
 
@@ -157,6 +177,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cam(args: argparse.Namespace) -> int:
+    """ffvision cam."""
+    from ffvision.predict import class_maps_files
+
+    for path in class_maps_files(args.checkpoint, args.images, args.out, target=args.target, strategy=args.strategy,
+                                 device=args.device):
+        print(path)
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    """ffvision labels."""
+    from ffvision.core.labels import SpatialLabels
+    from ffvision.viz.cam import save_label_patterns
+
+    if args.num_classes < 2 or args.image_size < 4:
+        raise ConfigError("--num-classes must be at least 2 and --image-size at least 4")
+    enc = SpatialLabels(args.label_set, args.num_classes, args.image_size, args.image_size)
+    save_label_patterns(enc.patterns, args.out)
+    print(f"{args.num_classes} {args.label_set} patterns at {args.image_size}x{args.image_size} px -> {args.out}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
     from ffvision import list_methods, list_models
@@ -181,7 +224,8 @@ def one_line(e: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
-    commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "list": cmd_list}
+    commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
+                                "labels": cmd_labels, "list": cmd_list}
     try:
         return commands[args.command](args)
     except FFVisionError as e:

@@ -1,4 +1,4 @@
-"""Classify image files with a trained checkpoint."""
+"""Classify image files with a trained checkpoint, and explain them with class activation maps."""
 
 from __future__ import annotations
 
@@ -39,3 +39,34 @@ def predict_files(checkpoint: str | Path, paths: list[str], strategy: str | None
         probs = method.predict(img[None].to(dev), strategy=strategy).softmax(dim=1)[0]
         p, idx = probs.topk(min(top_k, len(classes)))
         yield path, [(classes[i], float(q)) for q, i in zip(p.tolist(), idx.tolist())]
+
+
+def class_maps_files(checkpoint: str | Path, paths: list[str], out_dir: str | Path, target: str | None = None,
+                     strategy: str | None = None, device: str = "auto") -> Iterator[Path]:
+    """Write <out_dir>/<image stem>_cam.png for each image; yield the paths written."""
+    from ffvision.viz.cam import class_activation_maps, save_cam_figure
+
+    method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
+    dev = resolve_device(device)
+    method.to(dev)
+    classes = meta.get("classes") or [str(i) for i in range(meta["num_classes"])]
+    cls = None
+    if target is not None:
+        if target in classes:
+            cls = classes.index(target)
+        elif target.isdigit() and int(target) < len(classes):
+            cls = int(target)
+        else:
+            raise ConfigError(f"unknown class {target!r}; classes: {', '.join(classes[:20])}")
+    images = [load_image(p, meta["in_channels"], meta["image_size"]) for p in paths]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, img in zip(paths, images):
+        x = img[None].to(dev)
+        forced = None if cls is None else torch.tensor([cls], device=dev)
+        used, maps = class_activation_maps(method, x, forced, strategy)
+        name = classes[int(used[0])]
+        dest = out / f"{Path(path).stem}_cam.png"
+        save_cam_figure(img, [m[0] for m in maps], f"{Path(path).name}: {'predicted ' if cls is None else ''}{name}"
+                        f" ({meta['config'].method})", dest)
+        yield dest

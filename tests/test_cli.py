@@ -160,3 +160,38 @@ def test_console_entry_point_and_ctrl_c(fast_cfg: dict, tmp_path: Path):
     epochs = [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()]
     assert epochs == list(range(1, done + 2))
     assert (tmp_path / "sig" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("method,extra", [("ffcnn", ["--filters", "4"]), ("hinton", ["--width-mult", "0.01"]),
+                                          ("asge", [])])
+def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, tmp_path: Path):
+    cfg = {**fast_cfg, "epochs": 1}
+    if method != "asge":
+        cfg.pop("width_mult")
+        cfg["model"] = "ffcnn3" if method == "ffcnn" else "mlp"
+    code, out, err = run_cli(capsys, "train", "--method", method, *flags(cfg), *extra)
+    assert code == 0, err
+    summary = json.loads((Path(cfg["out"]) / "summary.json").read_text())
+    expected = {"goodness", "probe"} if method != "asge" else {"last", "goodness-sum", "heads"}
+    assert set(summary["test_accuracy_by_strategy"]) == expected
+    img = tmp_path / "x.png"
+    Image.new("L", (28, 28), 90).save(img)
+    code, out, err = run_cli(capsys, "cam", cfg["out"], str(img), "--out", str(tmp_path / "cams"), "--device", "cpu")
+    if method == "hinton":
+        assert_one_line_error(code, err, "need convolutional feature maps")
+    else:
+        assert code == 0 and (tmp_path / "cams" / "x_cam.png").stat().st_size > 1000
+
+
+def test_labels_command(tmp_path: Path, capsys):
+    code, out, _ = run_cli(capsys, "labels", "--set", "morphological", "--num-classes", "12", "--out",
+                           str(tmp_path / "l.png"))
+    assert code == 0 and (tmp_path / "l.png").stat().st_size > 1000
+    code, _, err = run_cli(capsys, "labels", "--set", "fourier", "--num-classes", "100", "--image-size", "16",
+                           "--out", str(tmp_path / "x.png"))
+    assert_one_line_error(code, err, "cannot make 100 distinct patterns")
+
+
+def test_bad_label_intensity_is_one_line(fast_cfg: dict, capsys):
+    code, _, err = run_cli(capsys, "train", "--method", "ffcnn", "--label-intensity", "1.5", *flags(fast_cfg))
+    assert_one_line_error(code, err, r"label_intensity K must be in \[0, 1\]")

@@ -120,3 +120,25 @@ def test_goodness_threshold_defaults_to_the_number_of_units():
     assert [b.readout.threshold for b in m.blocks] == [4 * 16 * 16] * 3
     h = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)
     assert [b.readout.threshold for b in h.blocks] == [20] * 4
+
+
+@pytest.mark.parametrize("name,kw", [("asge", {"model": "vgg8", "width_mult": 0.125}), ("ffcnn", {"filters": 4}),
+                                     ("bp", {"model": "vgg8", "width_mult": 0.125})])
+def test_class_activation_maps(name, kw):
+    from ffvision.viz.cam import class_activation_maps
+
+    m = ffvision.create_method(name, **FF_SMALL, **kw)
+    x = torch.rand(3, 1, 16, 16)
+    cls, maps = class_activation_maps(m, x)
+    assert cls.shape == (3,) and len(maps) == len(m.blocks)
+    for cam in maps:
+        assert cam.shape == (3, 16, 16) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+    assert all(p.grad is None for p in m.parameters())  # explaining changes nothing
+
+
+def test_cam_needs_feature_maps():
+    from ffvision.viz.cam import class_activation_maps
+
+    m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)
+    with pytest.raises(ConfigError, match="need convolutional feature maps"):
+        class_activation_maps(m, torch.rand(2, 1, 16, 16))

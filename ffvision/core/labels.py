@@ -8,11 +8,12 @@
                    a plane wave with k_c = 2, 3, ... cycles per image and t_c one of
                    n_o = ceil(sqrt(N)) orientations in [0, pi); class c has frequency index
                    c // n_o and orientation index c % n_o. Needs k_max < side / 2 (Nyquist).
-    morphological  binary textures: a class-seeded random point set (one point per 6 x 6 px
-                   on average) dilated with a class-specific structuring element - disk,
-                   square, cross, horizontal/vertical/diagonal bar or ring (c mod 8), radius
-                   1 + (c div 8) mod 3. Structure, not frequency, tells classes apart, which
-                   is what the paper used against shortcut solutions on CIFAR-10.
+    morphological  binary textures: a class-seeded random point set dilated with a
+                   class-specific structuring element - disk, square, cross, horizontal,
+                   vertical or diagonal bar, or ring (c mod 8), radius 2 + (c div 8) mod 3 -
+                   with the point density set so each pattern covers ~25% of the image.
+                   Structure, not frequency, tells classes apart, which is what the paper
+                   used against shortcut solutions on CIFAR-10.
   Every set is checked at construction: two patterns closer than 0.1 RMS is an error.
 * `OneHotPixels` - Hinton (arXiv 2212.13345): the first N values of the flattened image
   are replaced by a one-hot label (1.0 at the class, 0 elsewhere).
@@ -64,7 +65,7 @@ def _element(shape: str, r: int) -> torch.Tensor:
     d2 = i**2 + j**2
     masks = {"disk": d2 <= r * r, "square": torch.ones_like(d2, dtype=torch.bool),
              "cross": (i == 0) | (j == 0), "hbar": i == 0, "vbar": j == 0, "diag": i == j, "antidiag": i == -j,
-             "ring": (d2 <= r * r) & (d2 >= max(1, r - 1) ** 2)}
+             "ring": (d2 <= r * r) & (d2 > (r - 1) ** 2)}
     return masks[shape].float()
 
 
@@ -73,8 +74,9 @@ def morphological_patterns(num_classes: int, height: int, width: int, seed: int 
     out = []
     for c in range(num_classes):
         g = torch.Generator().manual_seed(seed * 100_003 + c)
-        points = (torch.rand(1, 1, height, width, generator=g) < 1 / 36).float()
-        elem = _element(_SHAPES[c % len(_SHAPES)], 1 + (c // len(_SHAPES)) % 3)
+        elem = _element(_SHAPES[c % len(_SHAPES)], 2 + (c // len(_SHAPES)) % 3)
+        # Point density chosen so that every pattern covers about a quarter of the image.
+        points = (torch.rand(1, 1, height, width, generator=g) < 0.25 / float(elem.sum())).float()
         r = elem.shape[-1] // 2
         out.append((F.conv2d(points, elem[None, None], padding=r)[0, 0] > 0).float())
     return torch.stack(out)

@@ -153,6 +153,21 @@ class LocalMethod(nn.Module):
             counts["top5"] = (top5 == y[:, None]).any(dim=1).sum()
         return counts
 
+    def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block: (feature map h (B, C, H, W) with autograd history, score of class cls (B,)).
+
+        Class activation maps are computed from these (Grad-CAM on each block's readout).
+        Default: each block's readout score of `cls`; FF methods override with goodness.
+        """
+        out = []
+        with torch.enable_grad():
+            for o in self.iter_outputs(x):
+                if o.h.ndim != 4:
+                    raise ConfigError(f"class activation maps need convolutional feature maps; {self.name} "
+                                      "on this model has none")
+                out.append((o.h, o.scores.float().gather(1, cls[:, None]).squeeze(1)))
+        return out
+
     def trainable_parameters(self, module: nn.Module | None = None) -> int:
         """Number of trained parameters (fixed projections are buffers and not counted)."""
         return sum(p.numel() for p in (module or self).parameters() if p.requires_grad)

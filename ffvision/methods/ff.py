@@ -170,6 +170,17 @@ class GoodnessFF(LocalMethod):
             res["probe"] = self.probe_logits(x)
         return res
 
+    def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer: the feature map for class cls's label overlaid, and its goodness G (B,)."""
+        out = []
+        with torch.enable_grad():
+            for o in self.iter_outputs(self.labels.encode(x, cls)):
+                if o.h.ndim != 4:
+                    raise ConfigError(f"class activation maps need convolutional feature maps; {self.name} "
+                                      "on this model has none")
+                out.append((o.h, o.scores.float()))
+        return out
+
     def strategy_info(self) -> dict[str, dict[str, int]]:
         """Parameters, layers and forward passes per image each strategy needs."""
         blocks = self.trainable_parameters(self.blocks)
