@@ -70,6 +70,15 @@ class TrainConfig:
     probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
 
+    # --- Scalable FF (sff) on torchvision networks
+    granularity: str = opt("block", "sff blocks: layer (pure FF) | block (hybrid) | stage")
+    aux_kernel: int = opt(1, "sff auxiliary conv kernel size (one output channel per class)")
+    sff_loss: str = opt("ce", "sff loss over the class goodness: ce | margin")
+    margin: float = opt(1.0, "margin m of the sff margin loss")
+    init_weights: str | None = opt(None, "torchvision state_dict file to start from (transfer learning)")
+    freeze_blocks: int = opt(0, "keep the first K blocks fixed (transfer learning)")
+    stem: str = opt("auto", "torchvision stem: auto (CIFAR-style at <= 64 px) | imagenet | cifar")
+
     # --- evaluation
     early_exit_thresholds: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.99],
                                              "confidence thresholds reported for early exit")
@@ -173,7 +182,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
-               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean")}
+               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean"),
+               "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
+               "stem": ("auto", "imagenet", "cifar")}
     for k, allowed in choices.items():
         if getattr(cfg, k) not in allowed:
             raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")

@@ -17,11 +17,19 @@ from torch import nn
 
 
 class BlockOutput(NamedTuple):
-    """What one block computes: features h (with graph), readout scores, detached output."""
+    """What one block computes: feature map h (with graph), readout scores, detached output.
+
+    `out` is a tensor, or a (y, skip) tuple inside a residual block split into parts.
+    """
 
     h: torch.Tensor
     scores: torch.Tensor
-    out: torch.Tensor
+    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+def detach(x: torch.Tensor | tuple) -> torch.Tensor | tuple:
+    """Detach a tensor or every tensor of a tuple."""
+    return tuple(detach(t) for t in x) if isinstance(x, tuple) else x.detach()
 
 
 class LocalBlock(nn.Module):
@@ -40,13 +48,14 @@ class LocalBlock(nn.Module):
         self.post = post if post is not None else nn.Identity()
         self.loss_fn = loss if loss is not None else F.cross_entropy
 
-    def forward(self, x: torch.Tensor) -> BlockOutput:
+    def forward(self, x: torch.Tensor | tuple) -> BlockOutput:
         """Run the body and readout; hand on post(h) without autograd history."""
-        h = self.body(x.detach())
+        res = self.body(detach(x))
+        h, skip = res if isinstance(res, tuple) else (res, None)  # a (y, skip) pair inside a residual
         scores = self.readout(h)
         with torch.no_grad():  # the hand-off never needs a graph: nothing upstream learns from it
             out = self.post(h.detach())
-        return BlockOutput(h, scores, out)
+        return BlockOutput(h, scores, out if skip is None else (out, skip.detach()))
 
     def local_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """This block's own loss; its gradient reaches only this block's parameters."""

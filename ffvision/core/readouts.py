@@ -81,6 +81,21 @@ class LinearReadout(nn.Module):
         return self.fc(h)
 
 
+class ClassChannelGoodness(nn.Module):
+    """Scalable FF readout: a k x k conv to one channel per class, g_k = mean_HW (z_k)^2."""
+
+    def __init__(self, channels: int, num_classes: int, kernel_size: int = 1) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"aux kernel size must be odd and positive, got {kernel_size}")
+        self.conv = nn.Conv2d(channels, num_classes, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Class goodness vector (B, num_classes)."""
+        z = self.conv(h)  # (B, N, H, W)
+        return z.float().square().mean(dim=(2, 3))
+
+
 class GoodnessReadout(nn.Module):
     """FF goodness logit: G - threshold, G = sum (or mean) of squared activities per sample."""
 

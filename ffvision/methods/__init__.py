@@ -1,6 +1,6 @@
 """How networks learn: one file per method, registered by name."""
 
-from ffvision.methods import asge, backprop, ff  # noqa: F401  (register the methods)
+from ffvision.methods import asge, backprop, ff, sff  # noqa: F401  (register the methods)
 from ffvision.methods.base import LocalMethod
 from ffvision.methods.registry import create_method, list_methods, method_class, method_options, register_method
 

@@ -128,7 +128,7 @@ class ASGE(LocalMethod):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update every conv layer with its own readout loss, then the heads."""
         self.check_inputs(x, y)
-        self.train()
+        self.set_train_mode()
         outs, stats = self.local_updates(x, y)
         logits = self.head_logits([o.out for o in outs])
         head_loss = F.cross_entropy(logits, y)

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from ffvision.core import LinearReadout, LocalBlock
+from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
+from ffvision.models.tv import TV_ARCHS
 
 
 class FeatureStack(nn.Module):
@@ -45,14 +47,24 @@ class Backprop(LocalMethod):
         width_mult: float = 1.0,
         dropout: float | None = None,
         filters: int | None = None,
+        init_weights: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-3,
     ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
-                          dropout=dropout, image_size=image_size, filters=filters)
+        is_tv = model in TV_ARCHS
+        net = build_model(model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
+                          width_mult=width_mult, dropout=dropout, image_size=image_size, filters=filters)
         self.lr, self.weight_decay = lr, weight_decay
-        self.blocks.append(LocalBlock(FeatureStack(net), LinearReadout(net.num_features, num_classes)))
+        if init_weights:
+            if not hasattr(net, "load_torchvision_weights"):
+                raise ConfigError(f"init_weights needs a torchvision model, not {model!r}")
+            net.load_torchvision_weights(init_weights)
+        if hasattr(net, "classifier"):  # torchvision's own head: pooled features -> fc / classifier MLP
+            readout = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), net.classifier())
+        else:
+            readout = LinearReadout(net.num_features, num_classes)
+        self.blocks.append(LocalBlock(FeatureStack(net), readout))
         self.build_optimizers()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:

@@ -40,6 +40,7 @@ class LocalMethod(nn.Module):
         # Trainer checkpoints them (and their schedulers) separately, keyed by these names.
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.amp_dtype: torch.dtype | None = None  # set to torch.bfloat16 by the Trainer on CUDA
+        self.frozen: set[int] = set()  # indices of blocks kept fixed (transfer learning)
 
     # ----------------------------------------------------------------- optimizers
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
@@ -89,10 +90,12 @@ class LocalMethod(nn.Module):
         outs, losses, correct = [], [], []
         x = self.prepare(x)
         for i, block in enumerate(self.blocks):
-            with self.autocast(x):
+            frozen = i in self.frozen
+            with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
                 o = block(x)
                 loss = block.local_loss(o.scores, y)
-            self._update(f"block{i + 1}", loss)
+            if not frozen:
+                self._update(f"block{i + 1}", loss)
             losses.append(loss.detach().float())
             correct.append((o.scores.detach().argmax(1) == y).sum())
             outs.append(o)
@@ -101,11 +104,21 @@ class LocalMethod(nn.Module):
         stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}
         return outs, stats
 
+    def set_train_mode(self) -> None:
+        """train() for every block except frozen ones (their BatchNorm statistics stay fixed too)."""
+        self.train()
+        for i in self.frozen:
+            self.blocks[i].eval()
+
+    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
+        """Choose settings on validation metrics (e.g. a layer range); returns updated metrics."""
+        return val
+
     def iter_outputs(self, x: torch.Tensor) -> Iterator[BlockOutput]:
         """Forward through the blocks (no training), yielding each block's output."""
         x = self.prepare(x)
         for block in self.blocks:
-            with self.autocast(x):
+            with self.autocast(x if torch.is_tensor(x) else x[0]):
                 o = block(x)
             yield o
             x = o.out
@@ -114,7 +127,7 @@ class LocalMethod(nn.Module):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
         self.check_inputs(x, y)
-        self.train()
+        self.set_train_mode()
         outs, stats = self.local_updates(x, y)
         stats["loss_sum"] = stats["layer_loss_sum"].sum()
         stats["correct"] = stats["layer_correct"][-1]

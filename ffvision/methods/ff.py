@@ -118,7 +118,7 @@ class GoodnessFF(LocalMethod):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Positive and negative pass through every block (one batch of 2B), then the probe."""
         self.check_inputs(x, y)
-        self.train()
+        self.set_train_mode()
         n = y.shape[0]
         y_neg = negative_labels(y, self.num_classes)
         h = self.prepare(torch.cat([self.labels.encode(x, y), self.labels.encode(x, y_neg)]))  # (2B, ...)

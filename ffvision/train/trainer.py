@@ -301,7 +301,7 @@ class Trainer:
         if self.cfg.scheduler_interval == "epoch":
             for s in self.schedulers.values():
                 s.step()
-        val = self.evaluate(val_set, "val")
+        val = self.method.select_on_validation(self.evaluate(val_set, "val"))
         default = self.method.default_strategy
         record = {
             "epoch": self.epoch + 1,

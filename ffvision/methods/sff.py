@@ -1,0 +1,150 @@
+"""Scalable Forward-Forward (Krutsylo, "Scalable Forward-Forward Algorithm", arXiv 2501.03176).
+
+Wraps torchvision's ResNet18 / MobileNetV3 (models/tv.py) as a stack of local blocks. Every
+block has an auxiliary k x k convolution with one output channel per class; its class
+goodness g_k = mean_HW z_k^2 is one forward pass's vector of scores, where the true class is
+the positive and all others are negatives. Loss: softmax cross-entropy over g, or
+softplus(logsumexp_{j != y} g_j - g_y + m). The block output is RMS-normalised and detached.
+
+Granularity: `layer` (pure FF: every conv its own block), `block` (hybrid: backprop inside
+each BasicBlock / inverted-residual block, never across; the default), `stage` (each ResNet
+layerN). Prediction: the average of all blocks' goodness vectors, the last block's, or the
+average over a contiguous range of blocks chosen on the validation split.
+Transfer learning: `init_weights` loads a local torchvision state_dict; `freeze_blocks` keeps
+the first K blocks fixed (no optimizer, BatchNorm statistics frozen).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import torch
+from torch import nn
+
+from ffvision.core import LocalBlock, RMSNorm
+from ffvision.core.losses import goodness_cross_entropy, goodness_margin_loss
+from ffvision.core.readouts import ClassChannelGoodness
+from ffvision.errors import ConfigError
+from ffvision.methods.base import LocalMethod, build_model
+from ffvision.methods.registry import register_method
+from ffvision.models.tv import TV_ARCHS
+
+
+@register_method
+class SFF(LocalMethod):
+    """Scalable FF on torchvision networks: class-channel goodness per block."""
+
+    name = "sff"
+    strategies = ("average", "last", "range")
+    default_strategy = "average"
+
+    def __init__(
+        self,
+        *,
+        model: str = "resnet18",
+        num_classes: int,
+        in_channels: int = 3,
+        image_size: int = 32,
+        granularity: str = "block",
+        aux_kernel: int = 1,
+        sff_loss: str = "ce",
+        margin: float = 1.0,
+        init_weights: str | None = None,
+        freeze_blocks: int = 0,
+        stem: str = "auto",
+        width_mult: float = 1.0,
+        dropout: float | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+    ) -> None:
+        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        if sff_loss not in ("ce", "margin"):
+            raise ConfigError(f"sff_loss must be ce or margin, got {sff_loss!r}")
+        if aux_kernel < 1 or aux_kernel % 2 == 0:
+            raise ConfigError(f"aux_kernel must be odd and positive, got {aux_kernel}")
+        if model not in TV_ARCHS:
+            raise ConfigError(f"sff wraps torchvision networks ({', '.join(TV_ARCHS)}), not {model!r}")
+        net = build_model(model, in_channels=in_channels, num_classes=0, image_size=image_size, stem=stem,
+                          width_mult=width_mult, dropout=dropout)
+        if init_weights:
+            skipped = net.load_torchvision_weights(init_weights)
+            if skipped:
+                print(f"ffvision: {init_weights}: kept the adapted layers' own init for {', '.join(skipped)}",
+                      file=sys.stderr)
+        bodies = net.local_blocks(granularity)
+        if not 0 <= freeze_blocks < len(bodies):
+            raise ConfigError(f"freeze_blocks must be in [0, {len(bodies) - 1}] for {model} at {granularity} "
+                              f"granularity ({len(bodies)} blocks), got {freeze_blocks}")
+        self.granularity, self.lr, self.weight_decay = granularity, lr, weight_decay
+        loss = goodness_cross_entropy if sff_loss == "ce" else functools.partial(goodness_margin_loss, margin=margin)
+        channels = _out_channels(bodies, in_channels, image_size)
+        for body, c in zip(bodies, channels):
+            self.blocks.append(LocalBlock(body, ClassChannelGoodness(c, num_classes, aux_kernel), post=RMSNorm(),
+                                          loss=loss))
+        self.frozen = set(range(freeze_blocks))
+        for i in self.frozen:
+            self.blocks[i].requires_grad_(False)
+        # Contiguous block range [first, last] (0-based) for the "range" strategy, chosen on validation.
+        self.register_buffer("range_sel", torch.tensor([0, len(self.blocks) - 1]))
+        self.build_optimizers()
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
+        """One AdamW per trainable block (frozen blocks get none)."""
+        return {f"block{i + 1}": (list(b.parameters()), self.lr, self.weight_decay)
+                for i, b in enumerate(self.blocks) if i not in self.frozen}
+
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
+        """Per-block goodness vectors and the average / last / selected-range strategies."""
+        per = torch.stack([o.scores.float() for o in self.iter_outputs(x)])  # (L, B, N)
+        res = {f"layer/{i + 1}": s for i, s in enumerate(per)}
+        a, b = (int(v) for v in self.range_sel)
+        res.update({"average": per.mean(0), "last": per[-1], "range": per[a:b + 1].mean(0)})
+        return res
+
+    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Also the accuracy of every contiguous range of blocks (for selection on validation)."""
+        counts = super().score_counts(scores, y)
+        per = torch.stack([s for k, s in scores.items() if k.startswith("layer/")])  # (L, B, N)
+        prefix = torch.cat([torch.zeros_like(per[:1]), per.cumsum(0)])  # prefix[i] = sum of blocks < i
+        n = per.shape[0]
+        for a in range(n):
+            for b in range(a, n):
+                counts[f"range/{a}-{b}"] = ((prefix[b + 1] - prefix[a]).argmax(1) == y).sum()
+        return counts
+
+    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
+        """Pick the block range with the best validation accuracy (ties: the first found)."""
+        ranges = {k: v for k, v in val.items() if k.startswith("range/")}
+        if not ranges:
+            return val
+        best = max(ranges, key=lambda k: ranges[k])
+        a, b = (int(v) for v in best.split("/")[1].split("-"))
+        self.range_sel.copy_(torch.tensor([a, b]))
+        kept = {k: v for k, v in val.items() if not k.startswith("range/")}
+        kept["strategy/range"] = ranges[best]
+        kept["range_first_block"], kept["range_last_block"] = a + 1, b + 1
+        return kept
+
+    def strategy_info(self) -> dict[str, dict[str, int]]:
+        """Trainable parameters and blocks each strategy runs."""
+        n = len(self.blocks)
+        total = self.trainable_parameters(self.blocks)
+        return {"average": {"trainable_parameters": total, "layers": n},
+                "last": {"trainable_parameters": total, "layers": n},
+                "range": {"trainable_parameters": total, "layers": int(self.range_sel[1]) + 1}}
+
+
+@torch.no_grad()
+def _out_channels(bodies: list[nn.Module], in_channels: int, image_size: int) -> list[int]:
+    """Output channels of each body, from one forward pass of a dummy batch in eval mode."""
+    x: torch.Tensor | tuple = torch.zeros(2, in_channels, image_size, image_size)
+    modes = [b.training for b in bodies]
+    out = []
+    for b in bodies:
+        b.eval()
+        x = b(x)
+        out.append((x[0] if isinstance(x, tuple) else x).shape[1])
+    for b, m in zip(bodies, modes):
+        b.train(m)
+    return out
