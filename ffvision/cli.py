@@ -229,11 +229,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except FFVisionError as e:
-        print(f"ffvision: error: {one_line(e)}", file=sys.stderr)
+        from ffvision.train.distributed import current
+
+        if current().is_main:  # under torchrun every rank fails alike; one line is enough
+            print(f"ffvision: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("ffvision: interrupted", file=sys.stderr)
         return 130
+    finally:
+        import torch.distributed as tdist
+
+        if tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
 
 
 if __name__ == "__main__":

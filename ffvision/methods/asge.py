@@ -32,6 +32,22 @@ DEFAULT_LR = 2e-3
 DEFAULT_HEAD_LR = 1e-2
 
 
+class Heads(nn.ModuleList):
+    """Linear heads on layers first+1..L whose logits are summed (one module, one optimizer)."""
+
+    def __init__(self, heads: list[nn.Module], first: int) -> None:
+        super().__init__(heads)
+        self.first = first
+
+    def forward(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Summed logits (B, N) from the list of every layer's (detached) output."""
+        feats = outs[self.first:]
+        logits = self[0](feats[0].float())
+        for head, h in zip(list(self)[1:], feats[1:]):
+            logits = logits + head(h.float())
+        return logits
+
+
 def early_exit(layer_scores: Sequence[torch.Tensor], threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Predict with the first layer whose max softmax probability reaches `threshold`.
 
@@ -100,10 +116,8 @@ class ASGE(LocalMethod):
             self.grids.append(grid)
             readout = SpatialGoodnessReadout(c, grid, num_classes, seed=seed * 1009 + i)
             self.blocks.append(LocalBlock(layer, readout, post=layer.post))
-        self.heads = nn.ModuleList(
-            LinearReadout(int(info["num_chs"]), num_classes, init=head_init)
-            for info in net.feature_info[heads_from - 1:]
-        )
+        self.heads = Heads([LinearReadout(int(info["num_chs"]), num_classes, init=head_init)
+                            for info in net.feature_info[heads_from - 1:]], first=heads_from - 1)
         self.build_optimizers()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
@@ -117,20 +131,20 @@ class ASGE(LocalMethod):
         """RMS-normalise the raw image, as every hand-off between layers is."""
         return self.stem(x)
 
+    def trainable_units(self) -> dict[str, nn.Module]:
+        """Every conv block, and the heads."""
+        return {**super().trainable_units(), "heads": self.heads}
+
     def head_logits(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Sum of the linear heads on the pooled, detached outputs of layers heads_from..L."""
-        feats = outs[self.heads_from - 1:]
-        logits = self.heads[0](feats[0].float())
-        for head, h in zip(self.heads[1:], feats[1:]):
-            logits = logits + head(h.float())
-        return logits  # (B, N)
+        return self.heads(outs)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Update every conv layer with its own readout loss, then the heads."""
         self.check_inputs(x, y)
         self.set_train_mode()
         outs, stats = self.local_updates(x, y)
-        logits = self.head_logits([o.out for o in outs])
+        logits = self.unit("heads", self.heads)([o.out for o in outs])
         head_loss = F.cross_entropy(logits, y)
         self._update("heads", head_loss)
         n = y.shape[0]

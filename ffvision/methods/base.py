@@ -41,6 +41,9 @@ class LocalMethod(nn.Module):
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.amp_dtype: torch.dtype | None = None  # set to torch.bfloat16 by the Trainer on CUDA
         self.frozen: set[int] = set()  # indices of blocks kept fixed (transfer learning)
+        # DistributedDataParallel wrappers of the trained units (set by `distribute`); kept out of
+        # the module tree so state_dict keys are the same with and without torchrun.
+        self._ddp: dict[str, nn.Module] = {}
 
     # ----------------------------------------------------------------- optimizers
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
@@ -54,6 +57,24 @@ class LocalMethod(nn.Module):
             for name, (params, lr, wd) in self.optimizer_groups().items()
             if params
         }
+
+    def trainable_units(self) -> dict[str, nn.Module]:
+        """Modules trained by their own optimizer, by optimizer name (blocks; heads/probe added by methods)."""
+        return {f"block{i + 1}": b for i, b in enumerate(self.blocks)}
+
+    def distribute(self, device_ids: list[int] | None = None) -> None:
+        """Wrap each trained unit in its own DistributedDataParallel (gradients all-reduced per unit)."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._ddp = {
+            name: DistributedDataParallel(m, device_ids=device_ids)
+            for name, m in self.trainable_units().items()
+            if name in self.optimizers and any(p.requires_grad for p in m.parameters())
+        }
+
+    def unit(self, name: str, module: nn.Module) -> nn.Module:
+        """The module to call for training: its DDP wrapper under torchrun, else itself."""
+        return self._ddp.get(name, module)
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         """Backpropagate `loss` and step only the optimizer called `name`."""
@@ -92,7 +113,7 @@ class LocalMethod(nn.Module):
         for i, block in enumerate(self.blocks):
             frozen = i in self.frozen
             with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
-                o = block(x)
+                o = self.unit(f"block{i + 1}", block)(x)
                 loss = block.local_loss(o.scores, y)
             if not frozen:
                 self._update(f"block{i + 1}", loss)

@@ -100,6 +100,10 @@ class GoodnessFF(LocalMethod):
         groups["probe"] = (list(self.probe.parameters()), self.probe_lr, 0.0)
         return groups
 
+    def trainable_units(self) -> dict[str, nn.Module]:
+        """Every contributing block, and the probe."""
+        return {**super().trainable_units(), "probe": self.probe}
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The model's input transform (identity for ffcnn3 and mlp)."""
         return self.stem(x)
@@ -127,7 +131,7 @@ class GoodnessFF(LocalMethod):
         for i, block in enumerate(self.blocks):
             trains = i in self.contributing
             with torch.set_grad_enabled(trains), self.autocast(h):
-                o = block(h)
+                o = self.unit(f"block{i + 1}", block)(h)
                 loss = block.local_loss(o.scores.float(), target)
             if trains:
                 self._update(f"block{i + 1}", loss)
@@ -137,7 +141,7 @@ class GoodnessFF(LocalMethod):
         with torch.no_grad():
             outs = [o.out for o in self.iter_outputs(self.labels.neutral(x))]
             feats = torch.cat([self._pooled(outs[i]) for i in self.contributing], dim=1)
-        logits = self.probe(feats)
+        logits = self.unit("probe", self.probe)(feats)
         probe_loss = F.cross_entropy(logits, y)
         self._update("probe", probe_loss)
         layer_loss = torch.stack(losses).float()

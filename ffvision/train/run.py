@@ -17,6 +17,7 @@ from ffvision.data import build_splits
 from ffvision.errors import ConfigError
 from ffvision.methods import LocalMethod, create_method, method_options
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
+from ffvision.train.distributed import barrier, broadcast_object, init_distributed
 from ffvision.train.trainer import Trainer
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
@@ -59,15 +60,18 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
           callbacks: list[Callable[[Trainer], None]] | None = None,
           show_progress: bool | None = None) -> dict[str, Any]:
     """Train, select on validation, test once with the best model; returns summary.json's dict."""
+    info = init_distributed(cfg.device)
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # identical initial weights on every rank
     data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
                         val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
                         augment=cfg.augment)
     method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
-    run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else default_run_dir(cfg)
+    if info.enabled:  # different dropout masks and negatives on each rank, from here on
+        torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
+    run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
     meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
             "classes": list(data.classes), "dataset": data.name}
@@ -80,9 +84,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     trainer.fit(data.train, data.val)
     if cfg.dry_run:
         test = trainer.evaluate(data.test, "test", max_batches=1)
-        print(f"dry run OK: one train step, one validation and one test batch "
-              f"(val {trainer.history[-1]['val']}, test {test})")
+        if info.is_main:
+            print(f"dry run OK: one train step, one validation and one test batch "
+                  f"(val {trainer.history[-1]['val']}, test {test})")
         return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
+    barrier()
     best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
     load_method_state(trainer.method, best["model"], f"{run_dir}/best.pt")
     test = trainer.evaluate(data.test, "test")
@@ -93,12 +99,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
         "train_seconds": trainer.train_seconds,
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
-        "device": str(trainer.device), "torch_threads": torch.get_num_threads(),
+        "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "config": cfg.to_dict(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print_report(summary)
-    print(f"run directory: {run_dir}")
+    if info.is_main:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print_report(summary)
+        print(f"run directory: {run_dir}")
     return summary
 
 

@@ -24,28 +24,53 @@ from tqdm import tqdm
 from ffvision.config import TrainConfig
 from ffvision.errors import TrainingDiverged, TrainingInterrupted
 from ffvision.methods.base import LocalMethod
+from ffvision.train import distributed as dist
 from ffvision.train.checkpoint import load_method_state, save_checkpoint
 from ffvision.train.schedule import WarmupCosine
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation fixed by (seed, epoch), optionally skipping the first `start` items.
+    """This rank's share of a permutation fixed by (seed, epoch), from position `start` on.
 
     Deriving the order from the epoch number (not from a running generator) is what lets a
-    resumed run see exactly the batches an uninterrupted one would.
+    resumed run see exactly the batches an uninterrupted one would. With several ranks it
+    shards like torch's DistributedSampler (padded to a multiple of the world size, rank r
+    takes every world_size-th index), so the ranks' batches of step t together are the
+    single-process batch of step t.
     """
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.rank, self.world_size = rank, world_size
+        self.per_rank = math.ceil(n / world_size)
 
     def __iter__(self) -> Iterator[int]:
-        """Indices of this epoch from position `start` on."""
+        """Indices of this rank for this epoch from position `start` on."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+        perm = torch.randperm(self.n, generator=g)
+        pad = self.per_rank * self.world_size - self.n
+        if pad:
+            perm = torch.cat([perm, perm[:pad]])
+        return iter(perm[self.rank::self.world_size][self.start:].tolist())
 
     def __len__(self) -> int:
-        """Number of indices still to come this epoch."""
-        return self.n - self.start
+        """Number of indices still to come this epoch on this rank."""
+        return self.per_rank - self.start
+
+
+class ShardSampler(Sampler[int]):
+    """Evaluation: rank r takes indices r, r + W, ... so every sample is seen exactly once."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, n, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        """This rank's indices, in order."""
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        """How many samples this rank evaluates."""
+        return len(self.indices)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,7 +128,16 @@ class Trainer:
         show_progress: bool | None = None,
     ) -> None:
         self.cfg = cfg
+        self.dist = dist.current()
         self.device = resolve_device(cfg.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.batch_size % self.dist.world_size:
+            from ffvision.errors import ConfigError
+
+            raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
+                              f"{self.dist.world_size} processes")
+        self.batch_size = cfg.batch_size // self.dist.world_size  # per process
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.meta = meta or {}
         self.callbacks = callbacks or []  # called after every step with the trainer
@@ -118,6 +152,8 @@ class Trainer:
         if cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda):
             method.amp_dtype = torch.bfloat16
         method.build_optimizers()  # after .to(): optimizer state must live on the device
+        if self.dist.enabled:
+            method.distribute([self.device.index] if on_cuda else None)
         self.method = method
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else (0 if not on_cuda else 8)
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
@@ -157,7 +193,7 @@ class Trainer:
             "best": self.best, "history": self.history,
             "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
-            "rng": _rng_state(),
+            "rng": dist.gather_objects(_rng_state()),  # one state per rank (a collective)
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
@@ -171,12 +207,16 @@ class Trainer:
         self.epoch_sums = {k: v.to(self.device) for k, v in ckpt["epoch_sums"].items()}
         self.epoch_seen = ckpt["epoch_seen"]
         self.train_seconds, self.images_seen = ckpt["train_seconds"], ckpt["images_seen"]
-        self._pending_rng = ckpt["rng"]
+        states = ckpt["rng"]
+        self._pending_rng = states[self.dist.rank] if len(states) == self.dist.world_size else states[0]
 
     def save(self, name: str) -> None:
-        """Write RUN_DIR/name atomically (nothing in a dry run)."""
+        """Write RUN_DIR/name atomically from rank 0 (every rank calls it; nothing in a dry run)."""
         if self.run_dir is not None and not self.cfg.dry_run:
-            save_checkpoint(self.run_dir / name, self.state())
+            state = self.state()
+            if self.dist.is_main:
+                save_checkpoint(self.run_dir / name, state)
+            dist.barrier()
 
     def request_stop(self) -> None:
         """Stop after the current step, save last.pt and raise TrainingInterrupted."""
@@ -184,7 +224,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
-        """A DataLoader whose worker seeds derive from `seed` (deterministic per epoch)."""
+        """A DataLoader whose worker seeds derive from `seed` (deterministic per epoch and rank)."""
+        if sampler is None:
+            sampler = ShardSampler(len(dataset), self.dist.rank, self.dist.world_size)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator().manual_seed(seed))
@@ -210,7 +252,7 @@ class Trainer:
     def fit(self, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
         """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
         cfg = self.cfg
-        steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+        steps_per_epoch = math.ceil(math.ceil(len(train_set) / self.dist.world_size) / self.batch_size)
         self._make_schedulers(steps_per_epoch)
         if getattr(self, "_pending_sched", None):
             for k, sd in self._pending_sched.items():
@@ -226,7 +268,7 @@ class Trainer:
         if getattr(self, "_pending_rng", None) is not None:
             _set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
             self._pending_rng = None
-        if self.run_dir is not None and not cfg.dry_run:
+        if self.run_dir is not None and not cfg.dry_run and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._rewrite_metrics()
         handler = _SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
@@ -246,8 +288,10 @@ class Trainer:
     def _train_epoch(self, train_set: Dataset, steps_per_epoch: int) -> None:
         """One (possibly resumed) epoch of train steps."""
         cfg, method = self.cfg, self.method
-        sampler = EpochSampler(len(train_set), cfg.seed, self.epoch, self.step_in_epoch * cfg.batch_size)
-        loader = self._loader(train_set, cfg.batch_size, sampler, cfg.seed * 7919 + self.epoch)
+        sampler = EpochSampler(len(train_set), cfg.seed, self.epoch, self.step_in_epoch * self.batch_size,
+                               self.dist.rank, self.dist.world_size)
+        loader = self._loader(train_set, self.batch_size, sampler,
+                              (cfg.seed * 7919 + self.epoch) * 131 + self.dist.rank)
         bar = tqdm(loader, total=steps_per_epoch, initial=self.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self._progress_disabled())
         t0 = time.perf_counter()
@@ -268,13 +312,17 @@ class Trainer:
                 for cb in self.callbacks:
                     cb(self)
                 if self.global_step % cfg.log_interval == 0:  # the only host sync inside the epoch
-                    loss = float(self.epoch_sums["loss_sum"]) / self.epoch_seen
+                    t = dist.all_reduce_sum(torch.stack([self.epoch_sums["loss_sum"].float().detach(),
+                                                         self.epoch_sums["correct"].float(),
+                                                         torch.tensor(float(self.epoch_seen), device=self.device)]))
+                    loss, acc, seen_all = t.tolist()
                     self._check_finite(loss, f"epoch {self.epoch + 1} step {self.step_in_epoch}")
-                    bar.set_postfix(loss=f"{loss:.4f}",
-                                    acc=f"{float(self.epoch_sums['correct']) / self.epoch_seen:.3f}")
+                    bar.set_postfix(loss=f"{loss / seen_all:.4f}", acc=f"{acc / seen_all:.3f}")
                 if cfg.dry_run:
                     break
-                if self._stop:
+                # Under torchrun a Ctrl-C must stop every rank after the same step.
+                if dist.any_rank(self._stop, self.device) if self.dist.enabled else self._stop:
+                    self._stop = True
                     break
         except RuntimeError:
             if not self._stop:  # a DataLoader worker killed by Ctrl-C surfaces as RuntimeError
@@ -283,10 +331,13 @@ class Trainer:
             bar.close()
             dt = time.perf_counter() - t0
             self.train_seconds += dt
-            self.images_seen += seen
+            self.images_seen += seen * self.dist.world_size  # all ranks together
         if self._stop and not cfg.dry_run:
-            loss = float(self.epoch_sums.get("loss_sum", torch.tensor(0.0)))
+            loss = float(dist.all_reduce_sum(self.epoch_sums.get("loss_sum", torch.zeros((), device=self.device))
+                                             .float().detach().clone()))
             self._check_finite(loss, f"epoch {self.epoch + 1}")
+            if self.run_dir is not None and self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
             self.save("last.pt")
             where = self.run_dir / "last.pt" if self.run_dir else "nothing (no run directory)"
             raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1} step {self.step_in_epoch}; "
@@ -294,8 +345,16 @@ class Trainer:
 
     def _end_epoch(self, val_set: Dataset) -> None:
         """Epoch bookkeeping: validation, metrics.jsonl, curves, last.pt and best.pt."""
-        n = max(1, self.epoch_seen)
-        sums = {k: v.detach().float().cpu() for k, v in self.epoch_sums.items()}  # one sync per epoch
+        keys = sorted(self.epoch_sums)
+        flat = torch.cat([self.epoch_sums[k].detach().float().reshape(-1) for k in keys]
+                         + [torch.tensor([float(self.epoch_seen)], device=self.device)])
+        flat = dist.all_reduce_sum(flat).cpu()  # one sync per epoch (and one all-reduce under torchrun)
+        sums, pos = {}, 0
+        for k in keys:
+            size = self.epoch_sums[k].numel()
+            sums[k] = flat[pos:pos + size].reshape(self.epoch_sums[k].shape)
+            pos += size
+        n = max(1.0, float(flat[-1]))
         train_loss = float(sums["loss_sum"]) / n
         self._check_finite(train_loss, f"the end of epoch {self.epoch + 1}")
         if self.cfg.scheduler_interval == "epoch":
@@ -323,15 +382,18 @@ class Trainer:
         if improved:
             self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"]}
         if self.run_dir is not None:
-            with open(self.run_dir / "metrics.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            self._tensorboard(record)
+            if self.dist.is_main:
+                with open(self.run_dir / "metrics.jsonl", "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                self._tensorboard(record)
             if improved:
                 self.save("best.pt")
             self.save("last.pt")
-            self._plot()
+            if self.dist.is_main:
+                self._plot()
         by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
-        tqdm.write(f"epoch {record['epoch']}/{self.cfg.epochs}  loss {train_loss:.4f}  "
+        if self.dist.is_main:
+            tqdm.write(f"epoch {record['epoch']}/{self.cfg.epochs}  loss {train_loss:.4f}  "
                    f"train acc {record['train_accuracy']:.4f}  val acc [{by}]  "
                    f"{record['train_images_per_second']:.0f} img/s")
 
@@ -342,7 +404,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ outputs
     def _progress_disabled(self) -> bool | None:
-        """None lets tqdm decide (off when stderr is not a terminal)."""
+        """None lets tqdm decide (off when stderr is not a terminal); off on ranks other than 0."""
+        if not self.dist.is_main:
+            return True
         return None if self.show_progress is None else not self.show_progress
 
     def _rewrite_metrics(self) -> None:
@@ -395,8 +459,11 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
             sums[k] = sums[k] + v if k in sums else v
         n += y.shape[0]
     keys = list(sums)
-    values = torch.stack([sums[k].float() for k in keys]).cpu().tolist() if keys else []
-    return {k: v / max(n, 1) for k, v in zip(keys, values)}
+    device = next(iter(sums.values())).device if sums else torch.device("cpu")
+    total = torch.stack([sums[k].float() for k in keys] + [torch.tensor(float(n), device=device)])
+    values = dist.all_reduce_sum(total).cpu().tolist()  # every rank evaluated its own shard
+    n_all = values.pop()
+    return {k: v / max(n_all, 1) for k, v in zip(keys, values)}
 
 
 class _SigintHandler:

@@ -1,0 +1,97 @@
+"""Data parallelism with torchrun: process-group setup and the few collectives the trainer needs.
+
+`torchrun --nproc-per-node N -m ffvision train ...` sets RANK / WORLD_SIZE / LOCAL_RANK; the
+trainer then wraps every locally trained unit (each block, ASGE's heads, the FF probe) in its
+own DistributedDataParallel, so each block's gradients are all-reduced by PyTorch's engine
+right after that block's backward, before its optimizer steps. NCCL on GPUs, gloo on CPU.
+Outside torchrun every helper here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True under torchrun with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs and writes files."""
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Join the process group torchrun describes (once); DistInfo() when not under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        if use_cuda:
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def current() -> DistInfo:
+    """DistInfo of the initialised process group (DistInfo() if none)."""
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over all ranks (in place); identity without a process group."""
+    if current().enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True if `flag` is true on any rank (a collective: every rank must call it)."""
+    if not current().enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's value of `obj` on every rank."""
+    if not current().enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not current().enabled:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier() -> None:
+    """Wait for every rank."""
+    if current().enabled:
+        dist.barrier()
