@@ -51,14 +51,15 @@ class TrainConfig:
     # --- optimisation (one AdamW per block; heads have their own)
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
-    lr: float | None = opt(None, "peak learning rate of every block (default: the method's)")
+    lr: float | None = opt(None, "peak learning rate of every block (default: the method's: asge 1e-2, bp 1e-3, "
+                           "ffcnn/hinton/sff 1e-3)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
     head_init: str = opt("zeros", "ASGE heads' init: zeros | kaiming (official code) | default")
     heads_from: int = opt(2, "ASGE linear heads on layers heads_from..L (1-based)")
     min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
-    warmup_epochs: float = opt(0.0, "linear learning-rate warm-up before the cosine, in epochs")
+    warmup_epochs: float = opt(0.3, "linear learning-rate warm-up before the cosine, in epochs")
     scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")
 
     # --- label-in-the-input FF (ffcnn, hinton)

@@ -26,9 +26,12 @@ from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
 
-# Defaults for runs without a recipe (tuned for short runs, see docs/results.md); the paper's
-# recipe (lr 2e-4 everywhere, Kaiming-initialised heads) is in recipes/asge-*.yaml.
-DEFAULT_LR = 2e-3
+# Defaults for runs without a recipe, chosen on the validation split of the quick protocol
+# (docs/results.md): with the paper's lr 2e-4 and Kaiming-initialised heads, 3 epochs move each
+# head weight by at most ~0.05 (Adam) against an init std of ~0.18, so the summed heads stay
+# near their random init; zero-initialised heads and lr 1e-2 learn in a few hundred steps.
+# The paper's recipe is in recipes/asge-*.yaml.
+DEFAULT_LR = 1e-2
 DEFAULT_HEAD_LR = 1e-2
 
 
@@ -103,7 +106,7 @@ class ASGE(LocalMethod):
         if head_init not in ("zeros", "kaiming", "default"):
             raise ConfigError(f"head_init must be zeros, kaiming or default, got {head_init!r}")
         self.lr, self.weight_decay = lr, weight_decay
-        self.head_lr = lr if head_lr is None else head_lr
+        self.head_lr = DEFAULT_HEAD_LR if head_lr is None else head_lr
         self.head_weight_decay = head_weight_decay
         self.heads_from = heads_from
         self.early_exit_thresholds = tuple(float(t) for t in early_exit_thresholds)
