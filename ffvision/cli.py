@@ -1,4 +1,4 @@
-"""Command line: ffvision train | eval | predict | cam | labels | list.
+"""Command line: ffvision train | eval | predict | cam | labels | bench | list.
 
 Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
 and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their traceback.
@@ -126,6 +126,29 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--image-size", type=int, default=32, help="pattern size in px [default: 32]")
     lb.add_argument("--out", default="labels.png", help="output PNG [default: labels.png]")
 
+    bn = sub.add_parser("bench", help="training img/s and peak memory, optionally against backprop",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Measure training throughput and peak training memory of a method (each in a "
+                        "fresh process; CUDA: max_memory_allocated, CPU: peak RSS growth) and, with --compare, of "
+                        "another method on the same network, in one run.",
+                        epilog="example:\n  ffvision bench --method asge --model vgg8 --batch-size 128 --compare bp "
+                        "--json bench.json")
+    bn.add_argument("--method", default="asge", help="method to measure [default: asge]")
+    bn.add_argument("--model", default="vgg8", help="architecture [default: vgg8]")
+    bn.add_argument("--batch-size", type=int, default=128, help="batch size [default: 128]")
+    bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+    bn.add_argument("--compare", default=None, help="also measure this method on the same network (e.g. bp)")
+    bn.add_argument("--width-mult", type=float, default=None, help="channel width multiplier")
+    bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
+    bn.add_argument("--image-size", type=int, default=32, help="input size in px [default: 32]")
+    bn.add_argument("--num-classes", type=int, default=10, help="classes [default: 10]")
+    bn.add_argument("--steps", type=int, default=10, help="timed steps [default: 10]")
+    bn.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps [default: 3]")
+    bn.add_argument("--amp", choices=["off", "bf16"], default="off", help="bf16 autocast [default: off]")
+    bn.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    bn.add_argument("--compile", action="store_true", help="torch.compile each block")
+    bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
+
     sub.add_parser("list", help="list methods, models, datasets and recipes")
     return parser
 
@@ -200,6 +223,29 @@ def cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """ffvision bench."""
+    from ffvision.bench import bench, format_table
+    from ffvision.methods import method_class
+    from ffvision.models import list_models
+
+    method_class(args.method)
+    if args.compare:
+        method_class(args.compare)
+    if args.model not in list_models():
+        from ffvision.errors import unknown_name
+
+        raise unknown_name("model", args.model, list_models())
+    res = bench(args.method, args.model, args.batch_size, device=args.device, compare=args.compare,
+                in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
+                steps=args.steps, warmup=args.warmup, amp=args.amp, channels_last=args.channels_last,
+                compile=args.compile, method_kwargs={"width_mult": args.width_mult})
+    print(format_table(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
     from ffvision import list_methods, list_models
@@ -225,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
     commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
-                                "labels": cmd_labels, "list": cmd_list}
+                                "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list}
     try:
         return commands[args.command](args)
     except FFVisionError as e:

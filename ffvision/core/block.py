@@ -19,12 +19,15 @@ from torch import nn
 class BlockOutput(NamedTuple):
     """What one block computes: feature map h (with graph), readout scores, detached output.
 
-    `out` is a tensor, or a (y, skip) tuple inside a residual block split into parts.
+    `out` is a tensor, or a (y, skip) tuple inside a residual block split into parts; it is
+    None when the hand-off was deferred (`forward(x, hand_off=False)`), and `skip` then holds
+    the residual input the hand-off will need.
     """
 
     h: torch.Tensor
     scores: torch.Tensor
-    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+    skip: torch.Tensor | None = None
 
 
 def detach(x: torch.Tensor | tuple) -> torch.Tensor | tuple:
@@ -48,14 +51,23 @@ class LocalBlock(nn.Module):
         self.post = post if post is not None else nn.Identity()
         self.loss_fn = loss if loss is not None else F.cross_entropy
 
-    def forward(self, x: torch.Tensor | tuple) -> BlockOutput:
-        """Run the body and readout; hand on post(h) without autograd history."""
+    def forward(self, x: torch.Tensor | tuple, hand_off: bool = True) -> BlockOutput:
+        """Run the body and readout; hand on post(h) without autograd history.
+
+        With hand_off=False the output is left for `hand_off(o)` after the block's update: h
+        does not change when the weights do, so the values are the same, and the hand-off
+        tensors are not alive during the backward pass (a lower peak memory).
+        """
         res = self.body(detach(x))
         h, skip = res if isinstance(res, tuple) else (res, None)  # a (y, skip) pair inside a residual
-        scores = self.readout(h)
+        o = BlockOutput(h, self.readout(h), None, skip)
+        return o._replace(out=self.hand_off(o)) if hand_off else o
+
+    def hand_off(self, o: BlockOutput) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """post(h), detached (with the detached skip input inside a residual block)."""
         with torch.no_grad():  # the hand-off never needs a graph: nothing upstream learns from it
-            out = self.post(h.detach())
-        return BlockOutput(h, scores, out if skip is None else (out, skip.detach()))
+            out = self.post(o.h.detach())
+        return out if o.skip is None else (out, o.skip.detach())
 
     def local_loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """This block's own loss; its gradient reaches only this block's parameters."""

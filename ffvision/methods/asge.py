@@ -43,7 +43,7 @@ class Heads(nn.ModuleList):
         self.first = first
 
     def forward(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Summed logits (B, N) from the list of every layer's (detached) output."""
+        """Summed logits (B, N) from every layer's detached output, (B, C, H, W) or pooled (B, C)."""
         feats = outs[self.first:]
         logits = self[0](feats[0].float())
         for head, h in zip(list(self)[1:], feats[1:]):
@@ -146,8 +146,8 @@ class ASGE(LocalMethod):
         """Update every conv layer with its own readout loss, then the heads."""
         self.check_inputs(x, y)
         self.set_train_mode()
-        outs, stats = self.local_updates(x, y)
-        logits = self.unit("heads", self.heads)([o.out for o in outs])
+        pooled, stats = self.local_updates(x, y, keep=lambda o: o.out.float().mean(dim=(2, 3)))  # (B, C) each
+        logits = self.unit("heads", self.heads)(pooled)
         head_loss = F.cross_entropy(logits, y)
         self._update("heads", head_loss)
         n = y.shape[0]

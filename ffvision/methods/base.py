@@ -8,7 +8,7 @@ on-device counters that `eval_counts` returns.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -82,6 +82,7 @@ class LocalMethod(nn.Module):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        opt.zero_grad(set_to_none=True)  # free this block's gradients before the next block runs
 
     # ----------------------------------------------------------------- helpers
     def autocast(self, x: torch.Tensor) -> contextlib.AbstractContextManager:
@@ -106,24 +107,33 @@ class LocalMethod(nn.Module):
         """Input transform before the first block (identity by default)."""
         return x
 
-    def local_updates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[BlockOutput], dict[str, torch.Tensor]]:
-        """One local update of every block in order; stats stay on the device (no host sync)."""
-        outs, losses, correct = [], [], []
+    def local_updates(self, x: torch.Tensor, y: torch.Tensor, keep: Callable[[BlockOutput], Any] | None = None,
+                      ) -> tuple[list[Any], dict[str, torch.Tensor]]:
+        """One local update of every block in order; stats stay on the device (no host sync).
+
+        Returns keep(output) of every block (nothing by default): holding whole outputs would
+        keep every layer's activations alive at once, which is exactly the memory FF saves.
+        """
+        kept, losses, correct = [], [], []
         x = self.prepare(x)
         for i, block in enumerate(self.blocks):
             frozen = i in self.frozen
             with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
-                o = self.unit(f"block{i + 1}", block)(x)
+                o = self.unit(f"block{i + 1}", block)(x, hand_off=False)
                 loss = block.local_loss(o.scores, y)
             if not frozen:
                 self._update(f"block{i + 1}", loss)
+            with self.autocast(o.h):
+                o = o._replace(out=block.hand_off(o))  # after the update: not alive during backward
             losses.append(loss.detach().float())
             correct.append((o.scores.detach().argmax(1) == y).sum())
-            outs.append(o)
+            if keep is not None:
+                kept.append(keep(o))
             x = o.out
+            del o  # frees this block's feature map before the next block runs
         n = y.shape[0]
         stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}
-        return outs, stats
+        return kept, stats
 
     def set_train_mode(self) -> None:
         """train() for every block except frozen ones (their BatchNorm statistics stay fixed too)."""
@@ -149,7 +159,7 @@ class LocalMethod(nn.Module):
         """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
         self.check_inputs(x, y)
         self.set_train_mode()
-        outs, stats = self.local_updates(x, y)
+        _, stats = self.local_updates(x, y)
         stats["loss_sum"] = stats["layer_loss_sum"].sum()
         stats["correct"] = stats["layer_correct"][-1]
         return stats
