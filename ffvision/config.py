@@ -90,6 +90,9 @@ class TrainConfig:
     amp: str = opt("auto", "mixed precision: auto (bf16 on CUDA) | bf16 | off")
     channels_last: bool | None = opt(None, "channels_last memory format (default: on CUDA)")
     num_workers: int | None = opt(None, "DataLoader workers (default: 0 on CPU, 8 on CUDA)")
+    pipeline_devices: str | None = opt(None, "pipeline consecutive blocks over devices, e.g. cuda:0,cuda:1 (FF only)")
+    pipeline_micro_batches: int = opt(4, "micro-batches per batch when pipelining")
+    compile: bool = opt(False, "torch.compile each block (in place; checkpoints keep their keys)")
     eval_batch_size: int = opt(512, "batch size for validation and test")
     log_interval: int = opt(20, "steps between host syncs that update the progress bar")
     out: str | None = opt(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)")
@@ -193,6 +196,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
     if not 0 <= cfg.label_intensity <= 1:
         raise ConfigError(f"label_intensity K must be in [0, 1], got {cfg.label_intensity}")
+    if cfg.pipeline_micro_batches < 1:
+        raise ConfigError(f"pipeline_micro_batches must be positive, got {cfg.pipeline_micro_batches}")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise ConfigError(f"num_workers cannot be negative, got {cfg.num_workers}")
     return cfg

@@ -50,6 +50,7 @@ class LocalBlock(nn.Module):
         self.readout = readout
         self.post = post if post is not None else nn.Identity()
         self.loss_fn = loss if loss is not None else F.cross_entropy
+        self.device: torch.device | None = None  # set when blocks are pipelined over devices
 
     def forward(self, x: torch.Tensor | tuple, hand_off: bool = True) -> BlockOutput:
         """Run the body and readout; hand on post(h) without autograd history.
@@ -58,7 +59,10 @@ class LocalBlock(nn.Module):
         does not change when the weights do, so the values are the same, and the hand-off
         tensors are not alive during the backward pass (a lower peak memory).
         """
-        res = self.body(detach(x))
+        x = detach(x)
+        if self.device is not None:  # pipelined: the previous block may live on another device
+            x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
+        res = self.body(x)
         h, skip = res if isinstance(res, tuple) else (res, None)  # a (y, skip) pair inside a residual
         o = BlockOutput(h, self.readout(h), None, skip)
         return o._replace(out=self.hand_off(o)) if hand_off else o

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core import LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
+from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
@@ -44,10 +44,11 @@ class Heads(nn.ModuleList):
 
     def forward(self, outs: Sequence[torch.Tensor]) -> torch.Tensor:
         """Summed logits (B, N) from every layer's detached output, (B, C, H, W) or pooled (B, C)."""
-        feats = outs[self.first:]
-        logits = self[0](feats[0].float())
+        dev = self[0].fc.weight.device  # pipelined blocks hand over features from other devices
+        feats = [h.float().to(dev) for h in outs[self.first:]]
+        logits = self[0](feats[0])
         for head, h in zip(list(self)[1:], feats[1:]):
-            logits = logits + head(h.float())
+            logits = logits + head(h)
         return logits
 
 
@@ -142,19 +143,17 @@ class ASGE(LocalMethod):
         """Sum of the linear heads on the pooled, detached outputs of layers heads_from..L."""
         return self.heads(outs)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Update every conv layer with its own readout loss, then the heads."""
-        self.check_inputs(x, y)
-        self.set_train_mode()
-        pooled, stats = self.local_updates(x, y, keep=lambda o: o.out.float().mean(dim=(2, 3)))  # (B, C) each
-        logits = self.unit("heads", self.heads)(pooled)
+    def keep(self, o: BlockOutput) -> torch.Tensor:
+        """The heads need each layer's pooled output, (B, C)."""
+        return o.out.float().mean(dim=(2, 3))
+
+    def finish_update(self, kept: list[torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Train the summed linear heads on the pooled, detached layer outputs."""
+        logits = self.unit("heads", self.heads)(kept)
         head_loss = F.cross_entropy(logits, y)
         self._update("heads", head_loss)
-        n = y.shape[0]
-        stats["head_loss_sum"] = head_loss.detach() * n
-        stats["loss_sum"] = stats["layer_loss_sum"].sum() + stats["head_loss_sum"]
-        stats["correct"] = (logits.detach().argmax(1) == y).sum()  # default strategy: heads
-        return stats
+        return {"head_loss_sum": head_loss.detach() * y.shape[0],
+                "correct": (logits.detach().argmax(1) == y).sum()}  # default strategy: heads
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
         """Scores of every layer and of the three strategies, from one forward pass."""

@@ -8,7 +8,7 @@ on-device counters that `eval_counts` returns.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ class LocalMethod(nn.Module):
     name: str = "base"
     strategies: tuple[str, ...] = ("last",)
     default_strategy: str = "last"
+    supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
 
     def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()
@@ -107,33 +108,57 @@ class LocalMethod(nn.Module):
         """Input transform before the first block (identity by default)."""
         return x
 
-    def local_updates(self, x: torch.Tensor, y: torch.Tensor, keep: Callable[[BlockOutput], Any] | None = None,
-                      ) -> tuple[list[Any], dict[str, torch.Tensor]]:
+    def block_update(self, i: int, x: torch.Tensor | tuple, y: torch.Tensor,
+                     ) -> tuple[BlockOutput, torch.Tensor, torch.Tensor]:
+        """One local update of block i: (its output with the hand-off, loss, correct count).
+
+        The hand-off is computed after the update, so it is not alive during the backward
+        pass (h does not change when the weights do: the values are the same).
+        """
+        block = self.blocks[i]
+        frozen = i in self.frozen
+        with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
+            o = self.unit(f"block{i + 1}", block)(x, hand_off=False)
+            loss = block.local_loss(o.scores, y)
+        if not frozen:
+            self._update(f"block{i + 1}", loss)
+        with self.autocast(o.h):
+            o = o._replace(out=block.hand_off(o))
+        return o, loss.detach().float(), (o.scores.detach().argmax(1) == y).sum()
+
+    def keep(self, o: BlockOutput) -> Any:
+        """What `finish_update` needs from each block's output (nothing by default)."""
+        return None
+
+    def finish_update(self, kept: list[Any], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Updates after all blocks (ASGE's heads); returns extra on-device stats."""
+        return {}
+
+    def local_updates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], dict[str, torch.Tensor]]:
         """One local update of every block in order; stats stay on the device (no host sync).
 
-        Returns keep(output) of every block (nothing by default): holding whole outputs would
-        keep every layer's activations alive at once, which is exactly the memory FF saves.
+        Returns keep(output) of every block: holding whole outputs would keep every layer's
+        activations alive at once, which is exactly the memory FF saves.
         """
         kept, losses, correct = [], [], []
         x = self.prepare(x)
-        for i, block in enumerate(self.blocks):
-            frozen = i in self.frozen
-            with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
-                o = self.unit(f"block{i + 1}", block)(x, hand_off=False)
-                loss = block.local_loss(o.scores, y)
-            if not frozen:
-                self._update(f"block{i + 1}", loss)
-            with self.autocast(o.h):
-                o = o._replace(out=block.hand_off(o))  # after the update: not alive during backward
-            losses.append(loss.detach().float())
-            correct.append((o.scores.detach().argmax(1) == y).sum())
-            if keep is not None:
-                kept.append(keep(o))
+        for i in range(len(self.blocks)):
+            o, loss, right = self.block_update(i, x, y)
+            losses.append(loss)
+            correct.append(right)
+            kept.append(self.keep(o))
             x = o.out
             del o  # frees this block's feature map before the next block runs
         n = y.shape[0]
         stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}
         return kept, stats
+
+    def combine_stats(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Add loss_sum and correct (the default strategy's, when training computes it)."""
+        extra = stats.get("head_loss_sum")
+        stats["loss_sum"] = stats["layer_loss_sum"].sum() + (extra if extra is not None else 0)
+        stats.setdefault("correct", stats["layer_correct"][-1])
+        return stats
 
     def set_train_mode(self) -> None:
         """train() for every block except frozen ones (their BatchNorm statistics stay fixed too)."""
@@ -159,10 +184,9 @@ class LocalMethod(nn.Module):
         """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
         self.check_inputs(x, y)
         self.set_train_mode()
-        _, stats = self.local_updates(x, y)
-        stats["loss_sum"] = stats["layer_loss_sum"].sum()
-        stats["correct"] = stats["layer_correct"][-1]
-        return stats
+        kept, stats = self.local_updates(x, y)
+        stats.update(self.finish_update(kept, y))
+        return self.combine_stats(stats)
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
         """Class scores (B, N) of every strategy and block ('layer/1', ...); `strategy` may limit the work."""

@@ -38,6 +38,7 @@ class GoodnessFF(LocalMethod):
 
     strategies = ("goodness", "probe")
     default_strategy = "goodness"
+    supports_pipeline = False  # positive, negative and neutral passes: its own train_step
 
     def __init__(
         self,

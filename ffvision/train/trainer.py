@@ -129,7 +129,18 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.dist = dist.current()
-        self.device = resolve_device(cfg.device)
+        self.pipeline = None
+        if cfg.pipeline_devices:
+            from ffvision.errors import ConfigError
+            from ffvision.train.pipeline import parse_devices
+
+            if self.dist.enabled:
+                raise ConfigError("--pipeline-devices cannot be combined with torchrun data parallelism")
+            pipeline_devices = parse_devices(cfg.pipeline_devices)
+            cfg_device = str(pipeline_devices[0])
+        else:
+            cfg_device = cfg.device
+        self.device = resolve_device(cfg_device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         if cfg.batch_size % self.dist.world_size:
@@ -152,8 +163,15 @@ class Trainer:
         if cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda):
             method.amp_dtype = torch.bfloat16
         method.build_optimizers()  # after .to(): optimizer state must live on the device
+        if cfg.compile:
+            for block in method.blocks:
+                block.compile()  # in place: parameter names (and checkpoints) stay the same
         if self.dist.enabled:
             method.distribute([self.device.index] if on_cuda else None)
+        if cfg.pipeline_devices:
+            from ffvision.train.pipeline import PipelineRunner
+
+            self.pipeline = PipelineRunner(method, pipeline_devices, cfg.pipeline_micro_batches)
         self.method = method
         self.num_workers = cfg.num_workers if cfg.num_workers is not None else (0 if not on_cuda else 8)
         self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
@@ -299,7 +317,7 @@ class Trainer:
         try:
             for x, y in bar:
                 x, y = self._to_device(x, y)
-                stats = method.train_step(x, y)
+                stats = self.pipeline.train_step(x, y) if self.pipeline else method.train_step(x, y)
                 for k, v in stats.items():
                     self.epoch_sums[k] = self.epoch_sums[k] + v if k in self.epoch_sums else v
                 seen += y.shape[0]
