@@ -32,7 +32,8 @@ class TrainConfig:
 
     # --- what to train
     method: str = opt("asge", "training method: see `ffvision list` (asge, bp, ffcnn, hinton, ...)")
-    model: str = opt("vgg8", "architecture: see `ffvision list` (vgg8, vgg11, vgg11a, ffcnn3, mlp, ...)")
+    model: str | None = opt(None, "architecture (default: the method's: vgg8 for asge/bp, ffcnn3, mlp, resnet18 "
+                            "for sff); see `ffvision list`")
     dataset: str = opt("fashion-mnist", "mnist | fashion-mnist | cifar10 | cifar100 | imagenet | imagefolder")
     data_dir: str | None = opt(None, "dataset folder (default: $FFVISION_DATA or ./data, then system copies)")
     download: bool = opt(False, "fetch missing MNIST/FashionMNIST/CIFAR files with torchvision")
@@ -52,7 +53,7 @@ class TrainConfig:
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
     lr: float | None = opt(None, "peak learning rate of every block (default: the method's: asge 1e-2, bp 1e-3, "
-                           "ffcnn/hinton/sff 1e-3)")
+                           "ffcnn/hinton 3e-3, sff 1e-3)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
@@ -65,8 +66,8 @@ class TrainConfig:
     # --- label-in-the-input FF (ffcnn, hinton)
     labels: str | None = opt(None, "label encoding: fourier | morphological (ffcnn), onehot (hinton)")
     label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
-    threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum)")
-    goodness: str = opt("sum", "goodness of a layer: sum | mean of squared activities")
+    threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum, 1 for mean)")
+    goodness: str | None = opt(None, "goodness of a layer: sum (paper) | mean of squared activities (default)")
     first_layer_contributes: bool = opt(True, "train layer 1 and sum its goodness at inference")
     probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
@@ -167,7 +168,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Range checks that no type system catches."""
+    """Range checks that no type system catches; fills in the method's default model."""
+    if cfg.model is None:
+        from ffvision.methods import default_model
+
+        cfg = dataclasses.replace(cfg, model=default_model(cfg.method))
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
                 "log_interval": cfg.log_interval, "width_mult": cfg.width_mult, "alpha": cfg.alpha}
     for k, v in positive.items():
@@ -186,7 +191,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
-               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean"),
+               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean", None),
                "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
                "stem": ("auto", "imagenet", "cifar")}
     for k, allowed in choices.items():

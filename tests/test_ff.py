@@ -115,11 +115,18 @@ def test_first_layer_switch():
     assert torch.allclose(s["goodness"], s["layer/2"] + s["layer/3"])
 
 
-def test_goodness_threshold_defaults_to_the_number_of_units():
-    m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)
-    assert [b.readout.threshold for b in m.blocks] == [4 * 16 * 16] * 3
-    h = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)
+def test_goodness_threshold_defaults():
+    m = ffvision.create_method("ffcnn", filters=4, goodness="sum", **FF_SMALL)
+    assert [b.readout.threshold for b in m.blocks] == [4 * 16 * 16] * 3  # the paper: the number of units
+    h = ffvision.create_method("hinton", width_mult=0.01, goodness="sum", **FF_SMALL)
     assert [b.readout.threshold for b in h.blocks] == [20] * 4
+    d = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)  # default: mean goodness, theta 1
+    assert [(b.readout.reduction, b.readout.threshold) for b in d.blocks] == [("mean", 1.0)] * 3
+    x = torch.rand(2, 1, 16, 16)
+    h_ = d.blocks[0].body(x)
+    # the mean form is the sum form's logit divided by the number of units
+    assert torch.allclose(d.blocks[0].readout(h_), (h_.square().flatten(1).sum(1) - h_[0].numel()) / h_[0].numel(),
+                          atol=1e-5)
 
 
 @pytest.mark.parametrize("name,kw", [("asge", {"model": "vgg8", "width_mult": 0.125}), ("ffcnn", {"filters": 4}),

@@ -2,6 +2,14 @@
 
 from ffvision.methods import asge, backprop, ff, sff  # noqa: F401  (register the methods)
 from ffvision.methods.base import LocalMethod
-from ffvision.methods.registry import create_method, list_methods, method_class, method_options, register_method
+from ffvision.methods.registry import (
+    create_method,
+    default_model,
+    list_methods,
+    method_class,
+    method_options,
+    register_method,
+)
 
-__all__ = ["LocalMethod", "create_method", "list_methods", "method_class", "method_options", "register_method"]
+__all__ = ["LocalMethod", "create_method", "default_model", "list_methods", "method_class", "method_options",
+           "register_method"]

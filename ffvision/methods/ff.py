@@ -8,8 +8,12 @@
 
 Both, per block l (input detached, RMS-normalised between layers):
   G_l = sum of squared post-ReLU activities;  logit_l = G_l - theta_l  (theta_l: the number
-  of units by default);  L_l = BCE-with-logits(logit_l, 1) on the positive input (true
-  label) + BCE(logit_l, 0) on the negative input (a label drawn uniformly from the others).
+  of units);  L_l = BCE-with-logits(logit_l, 1) on the positive input (true label) +
+  BCE(logit_l, 0) on the negative input (a label drawn uniformly from the others).
+  That is `goodness="sum"` (the recipes). The default is `goodness="mean"` with theta = 1:
+  the same logit divided by the number of units. With the sum the logits start in the
+  hundreds or thousands, positives and negatives saturate on the same side and short runs
+  do not separate them at all (measured; docs/results.md); the mean keeps them O(1).
 Layer 1 may be excluded (`first_layer_contributes=False`): it then keeps its random weights
 and its goodness is not summed at inference.
 
@@ -50,12 +54,12 @@ class GoodnessFF(LocalMethod):
         labels: str = "fourier",
         label_intensity: float = 0.35,
         threshold: float | None = None,
-        goodness: str = "sum",
+        goodness: str = "mean",
         first_layer_contributes: bool = True,
         width_mult: float = 1.0,
         dropout: float | None = None,
         filters: int | None = None,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         weight_decay: float = 0.0,
         probe_lr: float = 1e-2,
         probe_grid: int = 4,

@@ -50,3 +50,13 @@ def create_method(name: str, **kwargs: Any) -> LocalMethod:
         raise ConfigError(f"method {name!r} does not take {', '.join(unknown)}; it takes: "
                           f"{', '.join(method_options(name))}")
     return cls(**kwargs)
+
+
+def default_model(name: str) -> str:
+    """The architecture a method uses when none is given (vgg8, ffcnn3, mlp, resnet18, ...)."""
+    for cls in method_class(name).__mro__:
+        if "__init__" in vars(cls):
+            p = inspect.signature(cls.__init__).parameters.get("model")
+            if p is not None and p.default is not inspect.Parameter.empty:
+                return p.default
+    raise ConfigError(f"method {name!r} needs --model")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ffvision.config import FIELDS, TrainConfig, apply_overrides
+from ffvision.config import FIELDS, TrainConfig, apply_overrides, validate
 from ffvision.data import build_splits
 from ffvision.errors import ConfigError
 from ffvision.methods import LocalMethod, create_method, method_options
@@ -64,6 +64,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
+    cfg = validate(cfg)  # also fills in the method's default model
     seed_everything(cfg.seed)  # identical initial weights on every rank
     data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
                         val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
