@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,10 +25,25 @@ from ffvision.train.run import train
 
 QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,
          "batch_size": 128}
+FF28 = {"width_mult": 1.0, "image_size": 28}  # FF-CNN / Hinton at FashionMNIST's native size
 RUNS = {
     "asge-default": {"method": "asge"},
     "asge-paper-recipe": {"recipe": "asge-fmnist"},  # the official settings, with epochs=3 (T_max = 3)
     "bp-default": {"method": "bp"},
+    # issue 3: FF-CNN (32 filters: a quarter of the paper's 128, like VGG8 at width 0.25) and Hinton's FF
+    "ffcnn-fourier": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "fourier", **FF28},
+    "ffcnn-morphological": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological", **FF28},
+    "bp-ffcnn3": {"method": "bp", "model": "ffcnn3", "filters": 32, **FF28},
+    "hinton": {"method": "hinton", "model": "mlp", **FF28},
+    "bp-mlp": {"method": "bp", "model": "mlp", **FF28},
+    # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
+    "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
+    "sff-resnet18-layer": {"method": "sff", "model": "resnet18", "granularity": "layer", "width_mult": 1.0},
+    "sff-resnet18-stage": {"method": "sff", "model": "resnet18", "granularity": "stage", "width_mult": 1.0},
+    "bp-resnet18": {"method": "bp", "model": "resnet18", "width_mult": 1.0},
+    "sff-mobilenet_v3_small-block": {"method": "sff", "model": "mobilenet_v3_small", "granularity": "block",
+                                     "width_mult": 1.0},
+    "bp-mobilenet_v3_small": {"method": "bp", "model": "mobilenet_v3_small", "width_mult": 1.0},
 }
 
 
@@ -36,18 +52,29 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/quick_protocol.jsonl")
     ap.add_argument("--only", nargs="*", default=list(RUNS), help=f"subset of {', '.join(RUNS)}")
     ap.add_argument("--runs-dir", default="runs/quick-protocol")
+    ap.add_argument("--train-subset", type=int, default=None, help="override the 10,000 training images")
+    ap.add_argument("--epochs", type=int, default=None, help="override the 3 epochs")
     args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    protocol = dict(QUICK)
+    if args.train_subset:
+        protocol["train_subset"] = args.train_subset
+    if args.epochs:
+        protocol["epochs"] = args.epochs
     for name in args.only:
         spec = dict(RUNS[name])
         cfg = TrainConfig()
         if "recipe" in spec:
             cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{spec.pop('recipe')}.yaml"))
         out = Path(args.runs_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        cfg = apply_overrides(cfg, {**QUICK, **spec, "out": str(out), "device": "cpu"})
+        cfg = apply_overrides(cfg, {**protocol, **spec, "out": str(out), "device": "cpu"})
         s = train(cfg, show_progress=False)
+        extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("train_subset", "epochs")
+                        if getattr(args, k))
         rec = {"name": name, "machine": f"{platform.processor() or platform.machine()}, "
                f"{torch.get_num_threads()} torch threads, CPU", "command": f"python benchmarks/quick_protocol.py "
-               f"--only {name}", "run_dir": str(out),
+               f"--only {name}{extra}", "commit": commit, "train_subset": protocol["train_subset"],
+               "epochs_run": protocol["epochs"], "run_dir": str(out),
                **{k: s[k] for k in ("method", "test_accuracy", "test_accuracy_by_strategy", "val_accuracy_best",
                                     "train_images_per_second", "train_seconds", "trainable_parameters",
                                     "strategies")},
