@@ -55,3 +55,9 @@ def test_ffcnn_separates_positives_from_negatives_and_its_probe_learns(tmp_path:
     assert early < 0.55 and late >= early + 0.05, (early, late)
     s = run(tmp_path, method="ffcnn", filters=8, image_size=28, train_subset=2000, epochs=2)
     assert s["test_accuracy_by_strategy"]["probe"] >= 0.5, s["test_accuracy_by_strategy"]
+
+
+def test_sff_learns_fashion_mnist(tmp_path: Path):
+    s = run(tmp_path, method="sff", model="mobilenet_v3_small", granularity="block", train_subset=3000, epochs=2)
+    assert s["test_accuracy"] >= 0.5, s["test_accuracy_by_strategy"]
+    assert s["test_accuracy_by_strategy"]["range"] >= 0.5, s["test_accuracy_by_strategy"]

@@ -170,3 +170,16 @@ def test_bp_on_torchvision_networks_uses_their_classifier():
     net.eval()
     b.eval()
     assert torch.allclose(b.predict(x), net(x), atol=1e-5)  # exactly torchvision's forward
+
+
+def test_batchnorm_momentum_is_pytorch_default_for_short_runs():
+    # torchvision's MobileNetV3 uses 0.01: after a few epochs its running statistics would still
+    # describe the untrained network and eval-mode accuracy would sit at chance.
+    net = ffvision.create_model("mobilenet_v3_small", in_channels=1, num_classes=10, image_size=28)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.1 for m in bns)
+    from ffvision.models.tv import TorchvisionNet
+    kept = TorchvisionNet("mobilenet_v3_small", num_classes=10, image_size=28, bn_momentum=None)
+    assert all(m.momentum == 0.01 for m in kept.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        TorchvisionNet("resnet18", num_classes=10, image_size=28, bn_momentum=0.0)

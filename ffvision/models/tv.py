@@ -7,7 +7,10 @@ data demands:
     ResNet18's 7x7/2 stem conv becomes 3x3/1 and its max-pool is removed; MobileNetV3's
     first conv gets stride 1. A 32 px image then reaches the last stage at 4x4 (ResNet18)
     or 2x2 (MobileNetV3) instead of 1x1;
-  * num_classes: the last classifier layer (fc / classifier[3]) is resized (backprop only).
+  * num_classes: the last classifier layer (fc / classifier[3]) is resized (backprop only);
+  * BatchNorm momentum is 0.1 (PyTorch's default; `bn_momentum`). torchvision's MobileNetV3
+    uses 0.01, set for its 600-epoch ImageNet schedule: in runs of a few epochs its running
+    statistics still describe the untrained network and eval-mode accuracy stays at chance.
 
 `local_blocks(granularity)` lists the modules an FF method trains as separate blocks:
   stage  ResNet: stem, layer1..layer4. MobileNetV3: stem, then runs of `features` at one
@@ -60,7 +63,8 @@ class TorchvisionNet(nn.Module):
     """A torchvision classifier adapted to the data, with `local_blocks(granularity)`."""
 
     def __init__(self, arch: str, *, in_channels: int = 3, num_classes: int = 0, image_size: int = 224,
-                 stem: str = "auto", width_mult: float = 1.0, dropout: float | None = None) -> None:
+                 stem: str = "auto", width_mult: float = 1.0, dropout: float | None = None,
+                 bn_momentum: float | None = 0.1) -> None:
         super().__init__()
         if stem not in ("auto", "imagenet", "cifar"):
             raise ConfigError(f"stem must be auto, imagenet or cifar, got {stem!r}")
@@ -89,6 +93,12 @@ class TorchvisionNet(nn.Module):
             net.classifier[3] = nn.Linear(head.in_features, max(num_classes, 1))
         else:
             raise ConfigError(f"unknown torchvision architecture {arch!r}")
+        if bn_momentum is not None:
+            if not 0.0 < bn_momentum <= 1.0:
+                raise ConfigError(f"bn_momentum must be in (0, 1], got {bn_momentum}")
+            for m in net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.momentum = bn_momentum
         self.net = net
         self.stem = nn.Identity()
         self.num_features = 512 if arch == "resnet18" else net.classifier[0].in_features
