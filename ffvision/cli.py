@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
     bn.add_argument("--compare", default=None, help="also measure this method on the same network (e.g. bp)")
     bn.add_argument("--width-mult", type=float, default=None, help="channel width multiplier")
+    bn.add_argument("--granularity", choices=["layer", "block", "stage"], default=None,
+                    help="sff only: what one local block is [default: block]")
     bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
     bn.add_argument("--image-size", type=int, default=32, help="input size in px [default: 32]")
     bn.add_argument("--num-classes", type=int, default=10, help="classes [default: 10]")
@@ -236,10 +238,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ffvision.errors import unknown_name
 
         raise unknown_name("model", args.model, list_models())
+    if args.granularity and args.method != "sff":
+        raise ConfigError(f"--granularity applies to --method sff, not {args.method}")
     res = bench(args.method, args.model, args.batch_size, device=args.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=args.amp, channels_last=args.channels_last,
-                compile=args.compile, method_kwargs={"width_mult": args.width_mult})
+                compile=args.compile, method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity})
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

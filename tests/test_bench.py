@@ -1,0 +1,37 @@
+"""`ffvision bench`: throughput and peak memory of a method against backprop, in fresh processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_cli import assert_one_line_error, run_cli
+
+
+def test_bench_compares_against_backprop_and_writes_json(capsys, tmp_path: Path):
+    out = tmp_path / "bench.json"
+    code, stdout, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
+                                "--batch-size", "16", "--compare", "bp", "--device", "cpu", "--steps", "2",
+                                "--warmup", "1", "--json", str(out))
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert set(res["runs"]) == {"asge", "bp"}
+    for r in res["runs"].values():
+        assert r["images_per_second"] > 0 and r["peak_memory_bytes"] > 0 and r["device"] == "cpu"
+    a, b = res["runs"]["asge"], res["runs"]["bp"]
+    assert abs(res["ratios"]["throughput"] - a["images_per_second"] / b["images_per_second"]) < 1e-9
+    assert abs(res["ratios"]["memory"] - a["peak_memory_bytes"] / b["peak_memory_bytes"]) < 1e-9
+    assert "asge" in stdout and "bp" in stdout  # the printed table
+
+
+def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
+    code, _, err = run_cli(capsys, "bench", "--method", "sff", "--model", "mobilenet_v3_small", "--granularity",
+                           "layer", "--batch-size", "4", "--device", "cpu", "--steps", "1", "--warmup", "0",
+                           "--image-size", "28")
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--granularity", "layer")
+    assert_one_line_error(code, err, "--granularity applies to --method sff")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg99")
+    assert_one_line_error(code, err, "unknown model 'vgg99'")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-size", "0")
+    assert_one_line_error(code, err, "batch size and steps must be positive")
