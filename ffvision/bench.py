@@ -53,7 +53,7 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         warm(x[:2]).square().mean().backward()
         del warm
     base = _rss_bytes()
-    kwargs = {k: v for k, v in opts["method_kwargs"].items() if v is not None}
+    kwargs = opts["method_kwargs"]  # bench() has dropped the unset (None) options
     m = ffvision.create_method(opts["method"], model=opts["model"], num_classes=opts["num_classes"], in_channels=c,
                                image_size=s, **kwargs).to(dev)
     if opts.get("channels_last"):
@@ -107,10 +107,11 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
     common = {"model": model, "batch_size": batch_size, "device": device, "in_channels": in_channels,
               "image_size": image_size, "num_classes": num_classes, "steps": steps, "warmup": warmup, "amp": amp,
               "channels_last": channels_last, "compile": compile}
-    runs = {method: run_in_fresh_process({**common, "method": method, "method_kwargs": method_kwargs or {}})}
-    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "runs": runs}
+    kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
+    runs = {method: run_in_fresh_process({**common, "method": method, "method_kwargs": kwargs})}
+    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "method_kwargs": kwargs, "runs": runs}
     if compare:
-        shared = {k: v for k, v in (method_kwargs or {}).items() if k in ("width_mult", "dropout", "filters")}
+        shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
         runs[compare] = run_in_fresh_process({**common, "method": compare, "method_kwargs": shared})
         a, b = runs[method], runs[compare]
         out["ratios"] = {"throughput": a["images_per_second"] / b["images_per_second"],

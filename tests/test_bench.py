@@ -27,8 +27,9 @@ def test_bench_compares_against_backprop_and_writes_json(capsys, tmp_path: Path)
 def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
     code, _, err = run_cli(capsys, "bench", "--method", "sff", "--model", "mobilenet_v3_small", "--granularity",
                            "layer", "--batch-size", "4", "--device", "cpu", "--steps", "1", "--warmup", "0",
-                           "--image-size", "28")
+                           "--image-size", "28", "--json", str(tmp_path / "sff.json"))
     assert code == 0, err
+    assert json.loads((tmp_path / "sff.json").read_text())["method_kwargs"] == {"granularity": "layer"}
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--granularity", "layer")
     assert_one_line_error(code, err, "--granularity applies to --method sff")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg99")
