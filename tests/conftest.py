@@ -15,6 +15,15 @@ from helpers import write_mnist_like  # noqa: E402
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Every test starts from the same random state, so the suite gives the same result each run."""
+    import random
+
+    random.seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def fake_fmnist(tmp_path: Path) -> Path:
     """A FashionMNIST-format folder (gzipped IDX) with 240 training and 80 test images."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -102,8 +103,12 @@ def test_bad_data_gives_one_line(tmp_path: Path, fast_cfg: dict, capsys):
 
 def test_bad_checkpoints_and_images_give_one_line(trained: Path, tmp_path: Path, fast_cfg: dict, capsys):
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(300))
-    assert_one_line_error(*run_cli(capsys, "eval", str(junk))[::2], r"cannot read checkpoint .*corrupted")
+    # random bytes make torch's unpickler raise many exception types; these seeds give, in order,
+    # UnpicklingError, IndexError, KeyError and UnicodeDecodeError (found by fuzzing torch.load)
+    for seed, kind in [(0, "UnpicklingError"), (7, "IndexError"), (44, "KeyError"), (199, "UnicodeDecodeError")]:
+        rng = random.Random(seed)
+        junk.write_bytes(bytes(rng.getrandbits(8) for _ in range(300)))
+        assert_one_line_error(*run_cli(capsys, "eval", str(junk))[::2], rf"cannot read checkpoint .*corrupted.*{kind}")
     assert_one_line_error(*run_cli(capsys, "predict", str(junk), "x.png")[::2], r"cannot read checkpoint")
     bad_img = tmp_path / "bad.png"
     bad_img.write_text("this is not an image")

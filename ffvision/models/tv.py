@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ffvision.errors import CheckpointError, ConfigError
 from ffvision.models.registry import register_model
+from ffvision.train.checkpoint import read_torch_file
 
 GRANULARITIES = ("layer", "block", "stage")
 TV_ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")
@@ -187,10 +188,7 @@ class TorchvisionNet(nn.Module):
         p = Path(path)
         if not p.is_file():
             raise CheckpointError(f"weights file {p} not found")
-        try:
-            state = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:  # damaged or not a tensor file
-            raise CheckpointError(f"cannot read weights file {p}: {str(e).splitlines()[0] if str(e) else e}") from None
+        state = read_torch_file(p, "weights file")
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):

@@ -8,8 +8,6 @@ resumed exactly and a model can be rebuilt without knowing how it was trained.
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,20 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
             tmp.unlink()
 
 
+def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
+    """torch.load(weights_only=True) on CPU; CheckpointError for any file it cannot parse.
+
+    Damaged or foreign bytes make torch's unpickler raise almost anything (UnpicklingError,
+    IndexError, KeyError, UnicodeDecodeError, RuntimeError, ...), so every Exception is one message.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any parse failure of user-supplied bytes is "corrupted"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: corrupted or not a PyTorch file "
+                              f"({type(e).__name__}: {first[:200]})") from None
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with weights_only=True; CheckpointError if missing, damaged or foreign."""
     p = Path(path)
@@ -42,11 +54,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         p = p / "best.pt" if (p / "best.pt").is_file() else p / "last.pt"
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} not found")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {p}: corrupted or not a PyTorch file ({first})") from None
+    ckpt = read_torch_file(p, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an ffvision checkpoint (no {FORMAT!r} marker)")
     return ckpt
