@@ -41,10 +41,10 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any parse failure of user-supplied bytes is "corrupted"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot read {what} {path}: corrupted or not a PyTorch file "
-                              f"({type(e).__name__}: {first[:200]})") from None
+    except Exception as e:  # any parse failure of user-supplied bytes is "corrupted"
+        msg = str(e).strip()
+        detail = f"{type(e).__name__}: {msg.splitlines()[0][:200]}" if msg else type(e).__name__
+        raise CheckpointError(f"cannot read {what} {path}: corrupted or not a PyTorch file ({detail})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
