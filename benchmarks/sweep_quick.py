@@ -36,14 +36,16 @@ def main() -> None:
         over = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
         cfg = apply_overrides(TrainConfig(), {**QUICK, "val_size": args.val_size, **over})
         seed_everything(cfg.seed)
-        data = build_splits(cfg.dataset, cfg.data_dir, train_subset=cfg.train_subset, val_size=cfg.val_size)
+        data = build_splits(cfg.dataset, cfg.data_dir, train_subset=cfg.train_subset, val_size=cfg.val_size,
+                            image_size=cfg.image_size, augment=cfg.augment)
         method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
         trainer = Trainer(method, cfg, None, show_progress=False)
         t = time.time()
         trainer.fit(data.train, data.val)
         rec = {"name": name, "overrides": over, "seconds": round(time.time() - t, 1),
                "val_by_epoch": [r["val_accuracy_by_strategy"] for r in trainer.history],
-               "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"]}
+               "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"],
+               "train_images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 1)}
         print(json.dumps(rec), flush=True)
         if args.out:
             with open(args.out, "a") as fh:

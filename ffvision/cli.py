@@ -1,4 +1,4 @@
-"""Command line: ffvision train | eval | predict | cam | labels | bench | list.
+"""Command line: ffvision train | eval | predict | cam | labels | bench | diagnose | list.
 
 Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
 and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their traceback.
@@ -151,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--compile", action="store_true", help="torch.compile each block")
     bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
 
+    dg = sub.add_parser("diagnose", help="per-layer goodness diagnostics of a checkpoint (PNG + JSON)",
+                        description="For each layer: the true label's score (goodness for FF-CNN/Hinton, the "
+                        "readout for ASGE/SFF) against the wrong labels' scores, the rank of the true label, and the "
+                        "label sensitivity (how much the score moves when only the label changes, against when only "
+                        "the image changes). Writes OUT/diagnose.json and OUT/diagnose.png.",
+                        epilog="example: ffvision diagnose runs/hinton --images 1000")
+    dg.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    dg.add_argument("--out", help="output folder [default: the run directory, or the checkpoint's folder]")
+    dg.add_argument("--split", choices=["val", "test"], default="val", help="which split [default: val]")
+    dg.add_argument("--images", type=int, default=1000, help="images to analyse [default: 1000]")
+    dg.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
+    dg.add_argument("--data-dir", help="dataset folder")
+    dg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+
     sub.add_parser("list", help="list methods, models, datasets and recipes")
     return parser
 
@@ -189,6 +203,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print_report(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """ffvision diagnose."""
+    from ffvision.train.run import diagnose_checkpoint
+
+    path = Path(args.checkpoint)
+    out = args.out or (path if path.is_dir() else path.parent)
+    res = diagnose_checkpoint(path, out, split=args.split, images=args.images, dataset=args.dataset,
+                              data_dir=args.data_dir, device=args.device)
+    print(f"{res['method']} {res['model']} on {res['dataset']} ({res['split']}, {res['images']} images)")
+    print(f"  {'layer':<10} {'acc':>6} {'pairs ok':>9} {'mean rank':>10} {'label/image':>12}")
+    for e in res["layers"] + [{"name": k, **v} for k, v in res["strategies"].items()]:
+        print(f"  {e['name']:<10} {e['accuracy']:>6.3f} {e['pairs_ranked_right']:>9.3f} {e['mean_rank']:>10.2f} "
+              f"{e['label_to_image_ratio']:>12.3f}")
+    print(f"wrote {Path(out) / 'diagnose.json'} and {Path(out) / 'diagnose.png'}")
     return 0
 
 
@@ -275,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
     commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
-                                "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list}
+                                "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose}
     try:
         return commands[args.command](args)
     except FFVisionError as e:

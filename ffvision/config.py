@@ -68,7 +68,15 @@ class TrainConfig:
     label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
     threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum, 1 for mean)")
     goodness: str | None = opt(None, "goodness of a layer: sum (paper) | mean of squared activities (default)")
-    first_layer_contributes: bool = opt(True, "train layer 1 and sum its goodness at inference")
+    ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
+                              "negative of the same image; default)")
+    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 1)")
+    negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
+                                "belief, Hinton's code; default)")
+    input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: on)")
+    train_first_layer: bool = opt(True, "FF: train layer 1 (off: it keeps its random weights)")
+    vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..L (default: chosen on "
+                                     "the validation split; Hinton used 2)")
     probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
 
@@ -95,6 +103,8 @@ class TrainConfig:
     pipeline_micro_batches: int = opt(4, "micro-batches per batch when pipelining")
     compile: bool = opt(False, "torch.compile each block (in place; checkpoints keep their keys)")
     eval_batch_size: int = opt(512, "batch size for validation and test")
+    val_images: int | None = opt(None, "validate on the first N images of the validation split each epoch (default: "
+                                 "all; 2,000 for goodness methods, whose inference runs one pass per class)")
     log_interval: int = opt(20, "steps between host syncs that update the progress bar")
     out: str | None = opt(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)")
     dry_run: bool = opt(False, "run one train, validation and test batch end to end; write nothing")
@@ -173,6 +183,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         from ffvision.methods import default_model
 
         cfg = dataclasses.replace(cfg, model=default_model(cfg.method))
+    if cfg.val_images is not None and cfg.val_images < 1:
+        raise ConfigError(f"val_images must be positive, got {cfg.val_images}")
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
                 "log_interval": cfg.log_interval, "width_mult": cfg.width_mult, "alpha": cfg.alpha}
     for k, v in positive.items():
@@ -192,6 +204,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
                "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean", None),
+               "ff_loss": ("bce", "symba", None), "negatives": ("uniform", "hard", None),
                "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
                "stem": ("auto", "imagenet", "cifar")}
     for k, allowed in choices.items():
@@ -199,6 +212,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")
     if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds):
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
+    if cfg.goodness_scale is not None and not cfg.goodness_scale > 0:
+        raise ConfigError(f"goodness_scale must be positive, got {cfg.goodness_scale}")
+    if cfg.vote_from is not None and cfg.vote_from < 1:
+        raise ConfigError(f"vote_from is a layer number from 1, got {cfg.vote_from}")
     if not 0 <= cfg.label_intensity <= 1:
         raise ConfigError(f"label_intensity K must be in [0, 1], got {cfg.label_intensity}")
     if cfg.pipeline_micro_batches < 1:

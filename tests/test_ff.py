@@ -10,6 +10,7 @@ from ffvision.core.labels import (
     OneHotPixels,
     SpatialLabels,
     fourier_patterns,
+    hard_negative_labels,
     morphological_patterns,
     negative_labels,
 )
@@ -105,14 +106,77 @@ def test_goodness_inference_is_batched_over_classes_and_matches_a_loop():
                 assert torch.allclose(batched[i, :, c], o.scores.float(), rtol=1e-5, atol=1e-2)
 
 
-def test_first_layer_switch():
-    m = ffvision.create_method("ffcnn", filters=4, first_layer_contributes=False, **FF_SMALL)
-    assert "block1" not in m.optimizers and m.contributing == [1, 2]
+def test_layer_training_and_voting_are_independent():
+    x, y = torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
+    # layer 1 stays random but votes
+    m = ffvision.create_method("ffcnn", filters=4, train_first_layer=False, vote_from=1, **FF_SMALL)
+    assert "block1" not in m.optimizers and m.trained == [1, 2]
     before = [p.clone() for p in m.blocks[0].parameters()]
-    m.train_step(torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 2, 3]))
+    m.train_step(x, y)
     assert all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
     s = m.scores(torch.rand(2, 1, 16, 16))
-    assert torch.allclose(s["goodness"], s["layer/2"] + s["layer/3"])
+    assert torch.allclose(s["goodness"], s["layer/1"] + s["layer/2"] + s["layer/3"], atol=1e-6)
+    # layer 1 learns but does not vote
+    m = ffvision.create_method("ffcnn", filters=4, train_first_layer=True, vote_from=3, **FF_SMALL)
+    before = [p.clone() for p in m.blocks[0].parameters()]
+    m.train_step(x, y)
+    assert "block1" in m.optimizers and not all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
+    s = m.scores(torch.rand(2, 1, 16, 16))
+    assert torch.equal(s["goodness"], s["layer/3"])
+    with pytest.raises(ConfigError, match="vote_from must be a layer number in 1..3"):
+        ffvision.create_method("ffcnn", filters=4, vote_from=4, **FF_SMALL)
+
+
+def test_vote_range_is_chosen_on_validation_and_saved():
+    m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)  # 4 layers, vote_from unset
+    assert int(m.vote_from) == 1  # all layers vote until validation has spoken
+    counts = m.eval_counts(torch.rand(6, 1, 16, 16), torch.arange(6))
+    assert {f"vote/{k}" for k in range(1, 5)} <= set(counts)
+    val = m.select_on_validation({"strategy/goodness": 0.3, "strategy/probe": 0.5, "vote/1": 0.3, "vote/2": 0.6,
+                                  "vote/3": 0.6, "vote/4": 0.4})
+    assert int(m.vote_from) == 2 and val == {"strategy/goodness": 0.6, "strategy/probe": 0.5}
+    assert int(m.state_dict()["vote_from"]) == 2  # checkpoints carry the choice
+    fixed = ffvision.create_method("hinton", width_mult=0.01, vote_from=3, **FF_SMALL)
+    assert not any(k.startswith("vote/") for k in fixed.eval_counts(torch.rand(2, 1, 16, 16), torch.arange(2)))
+
+
+def test_hard_negatives_never_pick_the_true_label_and_follow_the_belief():
+    g = torch.manual_seed(0)
+    y = torch.randint(0, 10, (20_000,), generator=g)
+    logits = torch.zeros(20_000, 10)
+    logits[:, 3] = 4.0  # the network believes in class 3
+    logits[torch.arange(20_000), y] = 10.0  # ... and even more in the true class
+    neg = hard_negative_labels(y, logits)
+    assert not (neg == y).any()
+    wrong3 = y != 3
+    assert (neg[wrong3] == 3).float().mean() > 0.8  # the confusable class is drawn most
+    assert len(set(neg[~wrong3].tolist())) == 9  # every other class still occurs
+
+
+@pytest.mark.parametrize("kind", ["fourier", "morphological"])
+def test_label_patterns_have_equal_energy(kind):
+    enc = SpatialLabels(kind, 10, 28, 28)
+    flat = enc.patterns.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.full((10,), 0.5), atol=1e-5)
+    energy = flat.square().mean(1)
+    assert (energy.max() - energy.min()) < 1e-4
+    raw = morphological_patterns(10, 28, 28).flatten(1).mean(1)
+    assert raw.max() - raw.min() > 0.05  # the raw textures differ in coverage; balancing removes it
+
+
+@pytest.mark.parametrize("name,kw", [("ffcnn", {"filters": 4}),
+                                     ("ffcnn", {"filters": 4, "labels": "morphological", "input_norm": False}),
+                                     ("hinton", {"width_mult": 0.02}),
+                                     ("hinton", {"width_mult": 0.02, "input_norm": False})])
+def test_first_layer_of_goodness_inference_uses_linearity_and_matches_one_pass_per_class(name, kw):
+    m = ffvision.create_method(name, **FF_SMALL, **kw).eval()
+    x = torch.rand(5, 1, 16, 16)
+    cls = torch.arange(10)
+    with torch.no_grad():
+        fast = m._first_layer_all_labels(x, cls)
+        assert fast is not None
+        direct = m.blocks[0].body(m.prepare(m.labels.encode(x.repeat(10, 1, 1, 1), cls.repeat_interleave(5))))
+    assert torch.allclose(fast, direct, atol=1e-5)
 
 
 def test_goodness_threshold_defaults():

@@ -1,7 +1,13 @@
 """Building blocks shared by every method: local blocks, readouts, normalisation."""
 
 from ffvision.core.block import BlockOutput, LocalBlock
-from ffvision.core.labels import OneHotPixels, SpatialLabels, make_label_encoding, negative_labels
+from ffvision.core.labels import (
+    OneHotPixels,
+    SpatialLabels,
+    hard_negative_labels,
+    make_label_encoding,
+    negative_labels,
+)
 from ffvision.core.norm import RMSNorm, rms_normalize
 from ffvision.core.readouts import (
     GoodnessReadout,
@@ -18,6 +24,7 @@ __all__ = [
     "SpatialLabels",
     "make_label_encoding",
     "negative_labels",
+    "hard_negative_labels",
     "LinearReadout",
     "LocalBlock",
     "RMSNorm",

@@ -30,6 +30,7 @@ class LocalMethod(nn.Module):
     strategies: tuple[str, ...] = ("last",)
     default_strategy: str = "last"
     supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
+    default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
 
     def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()

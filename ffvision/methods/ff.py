@@ -6,35 +6,72 @@
 * `hinton` - Hinton, "The Forward-Forward Algorithm" (arXiv 2212.13345): an MLP with a
   one-hot label written into the first pixels.
 
-Both, per block l (input detached, RMS-normalised between layers):
-  G_l = sum of squared post-ReLU activities;  logit_l = G_l - theta_l  (theta_l: the number
-  of units);  L_l = BCE-with-logits(logit_l, 1) on the positive input (true label) +
-  BCE(logit_l, 0) on the negative input (a label drawn uniformly from the others).
-  That is `goodness="sum"` (the recipes). The default is `goodness="mean"` with theta = 1:
-  the same logit divided by the number of units. With the sum the logits start in the
-  hundreds or thousands, positives and negatives saturate on the same side and short runs
-  do not separate them at all (measured; docs/results.md); the mean keeps them O(1).
-Layer 1 may be excluded (`first_layer_contributes=False`): it then keeps its random weights
-and its goodness is not summed at inference.
+Both, per block l (input detached, RMS-normalised between layers and, with `input_norm`,
+before layer 1 too, as in Hinton's reference code):
+  G_l = sum (goodness="sum") or mean (goodness="mean") of the squared post-ReLU activities;
+  logit_l = G_l - theta_l  (theta_l: the number of units for the sum, 1 for the mean).
+  ff_loss="bce" (the papers): BCE-with-logits(s * logit_l, 1) on the positive input (true
+      label) + BCE(s * logit_l, 0) on the negative input (a wrong label).
+  ff_loss="symba": softplus(-s * (G_l(x, y) - G_l(x, y_neg))), the positive and negative of
+      the same image compared directly (Lee & Song 2023, "SymBa"); the threshold cancels.
+  s is `goodness_scale` (a temperature). Negatives (`negatives`) are drawn uniformly from
+  the other classes, or "hard": in proportion to the probe's current belief on the neutral
+  input (never the true class), as in Hinton's reference code.
+Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
+layers vote at inference (`vote_from`: goodness summed over layers vote_from..L) are
+separate choices: Hinton sums goodness from layer 2 on; ffvision chooses vote_from on the
+validation split unless it is given.
 
 Prediction:
-  goodness  overlay every class's label, sum the goodness over contributing layers, argmax
-            (one forward pass per class, batched over classes in chunks);
-  probe     a linear classifier on the pooled, detached activities of the contributing
-            layers for a neutral input (the mean pattern / 1/N in every label pixel),
-            trained alongside with its own optimizer and cross-entropy.
+  goodness  overlay every class's label, sum the goodness over the voting layers, argmax.
+            The label mix is affine in the image, so layer 1's pre-activation for all N
+            labels is computed from one pass over the image and one over the N templates
+            (conv(a x + b T_c) = a conv(x) + b conv(T_c)); layers 2..L run once per class.
+  probe     a linear classifier on the pooled, detached activities of the trained layers
+            for a neutral input (the mean pattern / 1/N in every label pixel), trained
+            alongside with its own optimizer and cross-entropy.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core import GoodnessReadout, LocalBlock, make_label_encoding, negative_labels
+from ffvision.core import (
+    BlockOutput,
+    GoodnessReadout,
+    LocalBlock,
+    hard_negative_labels,
+    make_label_encoding,
+    negative_labels,
+    rms_normalize,
+)
+from ffvision.core.norm import TINY
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
+
+FF_LOSSES = ("bce", "symba")
+NEGATIVES = ("uniform", "hard")
+
+
+def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
+    """Local FF loss of a batch laid out as [positives; negatives] (scores: goodness logits, (2B,))."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(scale * scores, target)
+    pos, neg = scores.chunk(2)  # the same images, with the true and with a wrong label
+    return F.softplus(-scale * (pos - neg)).mean()
+
+
+def linear_no_bias(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The layer's linear map without its bias (a Linear layer sees the flattened input)."""
+    if isinstance(layer, nn.Conv2d):
+        return F.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return F.linear(x.flatten(1), layer.weight)
 
 
 class GoodnessFF(LocalMethod):
@@ -43,6 +80,7 @@ class GoodnessFF(LocalMethod):
     strategies = ("goodness", "probe")
     default_strategy = "goodness"
     supports_pipeline = False  # positive, negative and neutral passes: its own train_step
+    default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
 
     def __init__(
         self,
@@ -55,7 +93,12 @@ class GoodnessFF(LocalMethod):
         label_intensity: float = 0.35,
         threshold: float | None = None,
         goodness: str = "mean",
-        first_layer_contributes: bool = True,
+        ff_loss: str = "symba",
+        goodness_scale: float = 1.0,
+        negatives: str = "hard",
+        input_norm: bool = True,
+        train_first_layer: bool = True,
+        vote_from: int | None = None,
         width_mult: float = 1.0,
         dropout: float | None = None,
         filters: int | None = None,
@@ -69,49 +112,66 @@ class GoodnessFF(LocalMethod):
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         if goodness not in ("sum", "mean"):
             raise ConfigError(f"goodness must be sum or mean, got {goodness!r}")
+        if ff_loss not in FF_LOSSES:
+            raise ConfigError(f"ff_loss must be one of {', '.join(FF_LOSSES)}, got {ff_loss!r}")
+        if negatives not in NEGATIVES:
+            raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
+        if not goodness_scale > 0:
+            raise ConfigError(f"goodness_scale must be positive, got {goodness_scale}")
         if probe_grid < 1 or max_eval_batch < 1:
             raise ConfigError("probe_grid and max_eval_batch must be positive")
         net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult, dropout=dropout,
                           image_size=image_size, filters=filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"{self.name} needs a layered model (ffcnn3, vgg8, mlp, ...), not {model!r}")
+        n_layers = len(net.layers)
+        if vote_from is not None and not 1 <= vote_from <= n_layers:
+            raise ConfigError(f"vote_from must be a layer number in 1..{n_layers}, got {vote_from}")
+        if n_layers < 2 and not train_first_layer:
+            raise ConfigError("train_first_layer=False needs at least two layers")
         self.labels = make_label_encoding(labels, num_classes, in_channels, image_size, label_intensity, seed)
         self.lr, self.weight_decay, self.probe_lr = lr, weight_decay, probe_lr
-        self.first_layer_contributes = first_layer_contributes
-        self.max_eval_batch = max_eval_batch
+        self.negatives = negatives
+        # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
+        # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
+        self.input_norm = input_norm and isinstance(self.stem, nn.Identity)
+        self.max_eval_batch = max_eval_batch
+        loss = functools.partial(goodness_loss, kind=ff_loss, scale=goodness_scale)
         probe_dims = []
         for layer, info in zip(net.layers, net.feature_info):
             c, size = int(info["num_chs"]), int(info["size"])
             units = c * size * size  # conv: C*H*W (before pooling); dense: C (size 1)
             theta = threshold if threshold is not None else (units if goodness == "sum" else 1.0)
-            self.blocks.append(LocalBlock(layer, GoodnessReadout(theta, goodness), post=layer.post,
-                                          loss=F.binary_cross_entropy_with_logits))
+            self.blocks.append(LocalBlock(layer, GoodnessReadout(theta, goodness), post=layer.post, loss=loss))
             out_size = size // 2 if info["pool"] else size
             probe_dims.append(c * min(probe_grid, out_size) ** 2)
-        if len(self.blocks) < 2 and not first_layer_contributes:
-            raise ConfigError("first_layer_contributes=False needs at least two layers")
-        self.contributing = [i for i in range(len(self.blocks)) if i > 0 or first_layer_contributes]
+        self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
+        # Goodness inference sums layers vote_from..L. Unset, vote_from is chosen on the validation
+        # split after every epoch (all layers until then); kept in a buffer so checkpoints carry it.
+        self.vote_fixed = vote_from is not None
+        self.register_buffer("vote_from", torch.tensor(vote_from or 1))
         self.probe_grid = probe_grid
-        self.probe = nn.Linear(sum(probe_dims[i] for i in self.contributing), num_classes)
+        self.probe = nn.Linear(sum(probe_dims[i] for i in self.trained), num_classes)
         nn.init.zeros_(self.probe.weight)
         nn.init.zeros_(self.probe.bias)
         self.build_optimizers()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
-        """One AdamW per contributing block, one for the probe."""
+        """One AdamW per trained block, one for the probe."""
         groups = {f"block{i + 1}": (list(self.blocks[i].parameters()), self.lr, self.weight_decay)
-                  for i in self.contributing}
+                  for i in self.trained}
         groups["probe"] = (list(self.probe.parameters()), self.probe_lr, 0.0)
         return groups
 
     def trainable_units(self) -> dict[str, nn.Module]:
-        """Every contributing block, and the probe."""
+        """Every trained block, and the probe."""
         return {**super().trainable_units(), "probe": self.probe}
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's input transform (identity for ffcnn3 and mlp)."""
-        return self.stem(x)
+        """The model's input transform, then (input_norm) per-sample RMS normalisation."""
+        x = self.stem(x)
+        return rms_normalize(x) if self.input_norm else x
 
     def _pooled(self, out: torch.Tensor) -> torch.Tensor:
         """Probe features of one layer's (detached) output."""
@@ -119,41 +179,94 @@ class GoodnessFF(LocalMethod):
             out = F.adaptive_avg_pool2d(out.float(), min(self.probe_grid, out.shape[-1]))
         return out.float().flatten(1)
 
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled activities of the trained layers for the neutral-label input, (B, D)."""
+        outs = [o.out for o in self.iter_outputs(self.labels.neutral(x))]
+        return torch.cat([self._pooled(outs[i]) for i in self.trained], dim=1)
+
     def probe_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The probe on the activities of a neutral-label input, (B, N)."""
-        outs = [o.out for o in self.iter_outputs(self.labels.neutral(x))]
-        return self.probe(torch.cat([self._pooled(outs[i]) for i in self.contributing], dim=1))
+        return self.probe(self.probe_features(x))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Positive and negative pass through every block (one batch of 2B), then the probe."""
+        """Neutral pass (probe update, hard negatives), then positive and negative pass (one batch of 2B)."""
         self.check_inputs(x, y)
         self.set_train_mode()
         n = y.shape[0]
-        y_neg = negative_labels(y, self.num_classes)
+        with torch.no_grad():
+            feats = self.probe_features(x)
+        logits = self.unit("probe", self.probe)(feats)
+        probe_loss = F.cross_entropy(logits, y)
+        self._update("probe", probe_loss)
+        if self.negatives == "hard":  # the network's own belief before this step, never the true label
+            y_neg = hard_negative_labels(y, logits)
+        else:
+            y_neg = negative_labels(y, self.num_classes)
         h = self.prepare(torch.cat([self.labels.encode(x, y), self.labels.encode(x, y_neg)]))  # (2B, ...)
         target = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])
         losses, correct = [], []
         for i, block in enumerate(self.blocks):
-            trains = i in self.contributing
+            trains = i in self.trained
             with torch.set_grad_enabled(trains), self.autocast(h):
                 o = self.unit(f"block{i + 1}", block)(h)
                 loss = block.local_loss(o.scores.float(), target)
             if trains:
                 self._update(f"block{i + 1}", loss)
             losses.append(loss.detach())
-            correct.append(((o.scores.detach() > 0) == target.bool()).float().sum() / 2)
+            pos, neg = o.scores.detach().chunk(2)
+            correct.append((pos > neg).float().sum())  # pairs ranked right: the positive is better
             h = o.out
-        with torch.no_grad():
-            outs = [o.out for o in self.iter_outputs(self.labels.neutral(x))]
-            feats = torch.cat([self._pooled(outs[i]) for i in self.contributing], dim=1)
-        logits = self.unit("probe", self.probe)(feats)
-        probe_loss = F.cross_entropy(logits, y)
-        self._update("probe", probe_loss)
         layer_loss = torch.stack(losses).float()
         return {"layer_loss_sum": layer_loss * n, "layer_correct": torch.stack(correct),
                 "probe_loss_sum": probe_loss.detach() * n,
-                "loss_sum": layer_loss[self.contributing].sum() * n + probe_loss.detach() * n,
+                "loss_sum": layer_loss[self.trained].sum() * n + probe_loss.detach() * n,
                 "correct": (logits.detach().argmax(1) == y).sum()}  # train accuracy: the probe's
+
+    def _first_layer_all_labels(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor | None:
+        """Layer 1's feature map for every (class in cls, image), class-major (k*B, ...), from its linearity.
+
+        encode(x, c) = a*base + b*T_c and the RMS normalisation only rescales each input, so
+        linear(norm(encode(x, c))) = (a*linear(base) + b*linear(T_c)) / rms_c + bias, with
+        rms_c^2 = (a^2 |base|^2 + 2ab <base, T_c> + b^2 |T_c|^2) / D from one (k, B) product.
+        None when the model or label encoding does not allow it (then: one pass per class).
+        """
+        layer = self.blocks[0].body
+        lin = getattr(layer, "linear", None)
+        if lin is None or not hasattr(self.labels, "affine_parts") or not isinstance(self.stem, nn.Identity):
+            return None
+        base, t, a, b = self.labels.affine_parts(x)
+        t = t[cls]  # (k, ...)
+        k, n = t.shape[0], base.shape[0]
+        with self.autocast(x):
+            pre = a * linear_no_bias(lin, base)[None] + b * linear_no_bias(lin, t)[:, None]  # (k, B, C[, H, W])
+        shape = (k, n) + (1,) * (pre.ndim - 2)
+        if self.input_norm:
+            bf, tf = base.flatten(1).float(), t.flatten(1).float()
+            sq = (a * a) * bf.square().sum(1)[None] + (2 * a * b) * (tf @ bf.T) + (b * b) * tf.square().sum(1)[:, None]
+            rms = (sq.clamp_min(0) / bf.shape[1]).sqrt()  # (k, B)
+            pre = pre / (rms + TINY).view(shape).to(pre.dtype)
+        if lin.bias is not None:
+            pre = pre + lin.bias.view((1, 1, -1) + (1,) * (pre.ndim - 3)).to(pre.dtype)
+        return layer.act(pre.flatten(0, 1))
+
+    def _outputs_all_labels(self, x: torch.Tensor, cls: torch.Tensor) -> Iterator[BlockOutput]:
+        """Block outputs for x with each label in cls (class-major, k*B rows)."""
+        h1 = self._first_layer_all_labels(x, cls)
+        if h1 is None:
+            y = cls.repeat_interleave(x.shape[0])
+            yield from self.iter_outputs(self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), y))
+            return
+        first = self.blocks[0]
+        o = BlockOutput(h1, first.readout(h1), None)
+        with self.autocast(h1):
+            o = o._replace(out=first.hand_off(o))
+        yield o
+        h = o.out
+        for block in self.blocks[1:]:
+            with self.autocast(h):
+                o = block(h)
+            yield o
+            h = o.out
 
     def goodness_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Goodness logit of every layer for every class's label, (L, B, N)."""
@@ -162,9 +275,7 @@ class GoodnessFF(LocalMethod):
         out = torch.empty(len(self.blocks), b, n, device=x.device)
         for start in range(0, n, per_chunk):
             cls = torch.arange(start, min(n, start + per_chunk), device=x.device)
-            y = cls.repeat_interleave(b)  # (k*B,) class-major
-            xs = self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), y)
-            for i, o in enumerate(self.iter_outputs(xs)):
+            for i, o in enumerate(self._outputs_all_labels(x, cls)):
                 out[i, :, start:start + len(cls)] = o.scores.float().view(len(cls), b).T
         return out
 
@@ -174,10 +285,31 @@ class GoodnessFF(LocalMethod):
         if strategy in (None, "goodness"):
             per_layer = self.goodness_scores(x)
             res.update({f"layer/{i + 1}": s for i, s in enumerate(per_layer)})
-            res["goodness"] = per_layer[self.contributing].sum(0)
+            # suffix[k] = sum of layers k+1..L; no host sync to read the chosen start layer
+            suffix = per_layer.flip(0).cumsum(0).flip(0)  # (L, B, N)
+            res.update({f"vote/{k + 1}": s for k, s in enumerate(suffix)})
+            res["goodness"] = suffix.index_select(0, self.vote_from.view(1) - 1)[0]
         if strategy in (None, "probe"):
             res["probe"] = self.probe_logits(x)
         return res
+
+    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Also the accuracy of every voting range vote_from..L (for selection on validation)."""
+        counts = super().score_counts(scores, y)
+        if not self.vote_fixed:
+            counts.update({k: (s.argmax(1) == y).sum() for k, s in scores.items() if k.startswith("vote/")})
+        return counts
+
+    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
+        """Choose vote_from on validation (ties: the earliest layer); returns the metrics with it applied."""
+        votes = {k: v for k, v in val.items() if k.startswith("vote/")}
+        if not votes:
+            return val
+        best = max(votes, key=lambda k: (votes[k], -int(k.split("/")[1])))
+        self.vote_from.fill_(int(best.split("/")[1]))
+        kept = {k: v for k, v in val.items() if not k.startswith("vote/")}
+        kept["strategy/goodness"] = votes[best]
+        return kept
 
     def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer: the feature map for class cls's label overlaid, and its goodness G (B,)."""
@@ -194,7 +326,8 @@ class GoodnessFF(LocalMethod):
         """Parameters, layers and forward passes per image each strategy needs."""
         blocks = self.trainable_parameters(self.blocks)
         n = len(self.blocks)
-        return {"goodness": {"trainable_parameters": blocks, "layers": n, "forward_passes": self.num_classes},
+        return {"goodness": {"trainable_parameters": blocks, "layers": n, "forward_passes": self.num_classes,
+                             "vote_from": int(self.vote_from)},
                 "probe": {"trainable_parameters": blocks + self.trainable_parameters(self.probe), "layers": n,
                           "forward_passes": 1}}
 

@@ -38,6 +38,11 @@ class ConvLayer(nn.Module):
         self.pool = pool
         self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), nn.Dropout(dropout), RMSNorm())
 
+    @property
+    def linear(self) -> nn.Conv2d:
+        """The layer's linear map (FF's goodness inference exploits its linearity in the label)."""
+        return self.conv
+
     def forward(self, x: Tensor) -> Tensor:
         """Post-ReLU feature map, before pooling (where ASGE takes its goodness)."""
         return self.act(self.conv(x))  # (B, C_out, H, W)

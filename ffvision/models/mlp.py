@@ -2,7 +2,8 @@
 
 Each layer is Linear -> ReLU; the transition to the next layer is per-sample RMS ("length")
 normalisation, so a layer cannot pass on its goodness, only the direction of its activity.
-The input is flattened and left unnormalised (the one-hot label keeps its value).
+The input is flattened; the method decides whether to normalise it (Hinton's FF does, so
+the image's brightness cannot decide the first layer's goodness).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ class DenseLayer(nn.Module):
         self.fc = nn.Linear(in_features, out_features)
         self.act = nn.ReLU(inplace=True)
         self.post = nn.Sequential(nn.Dropout(dropout), RMSNorm())
+
+    @property
+    def linear(self) -> nn.Linear:
+        """The layer's linear map (FF's goodness inference exploits its linearity in the label)."""
+        return self.fc
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, out_features) activities."""

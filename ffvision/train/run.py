@@ -146,10 +146,10 @@ def print_report(summary: dict[str, Any]) -> None:
         print(f"  top-5 ({summary['default_strategy']}): {summary['test_top5_accuracy']:.4f}")
 
 
-def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                        split: str = "test", device: str = "auto", download: bool = False,
-                        num_workers: int | None = None) -> dict[str, Any]:
-    """Accuracy of a checkpoint on a dataset split, by strategy, layer and early exit."""
+def checkpoint_data(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                    device: str = "auto", download: bool = False, num_workers: int | None = None,
+                    ) -> tuple[LocalMethod, TrainConfig, Any]:
+    """A checkpoint's method and config, and the dataset splits it is evaluated on (checked to fit)."""
     from ffvision.train.checkpoint import method_from_checkpoint
 
     method, meta = method_from_checkpoint(load_checkpoint(path))
@@ -165,7 +165,36 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: 
     if (data.num_classes, data.in_channels) != (meta["num_classes"], meta["in_channels"]):
         raise ConfigError(f"the checkpoint expects {meta['num_classes']} classes and {meta['in_channels']} "
                           f"channel(s); {data.name} has {data.num_classes} and {data.in_channels}")
+    return method, cfg, data
+
+
+def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                        split: str = "test", device: str = "auto", download: bool = False,
+                        num_workers: int | None = None) -> dict[str, Any]:
+    """Accuracy of a checkpoint on a dataset split, by strategy, layer and early exit."""
+    method, cfg, data = checkpoint_data(path, dataset, data_dir, device, download, num_workers)
     counts = Trainer(method, cfg, None).evaluate(getattr(data, split), split)
     n = len(getattr(data, split))
     return {"method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split, "num_test": n,
             **report(method, counts)}
+
+
+def diagnose_checkpoint(path: str | Path, out: str | Path, split: str = "val", images: int = 1000,
+                        dataset: str | None = None, data_dir: str | None = None, device: str = "auto",
+                        download: bool = False) -> dict[str, Any]:
+    """Per-layer diagnostics of a checkpoint (ffvision/diagnose.py); writes diagnose.json and diagnose.png."""
+    from ffvision.diagnose import layer_diagnostics, plot_diagnostics, public
+
+    if images < 1:
+        raise ConfigError(f"--images must be positive, got {images}")
+    method, cfg, data = checkpoint_data(path, dataset, data_dir, device, download)
+    trainer = Trainer(method, cfg, None)
+    loader = trainer._loader(getattr(data, split), cfg.eval_batch_size, None, 0)
+    diag = layer_diagnostics(trainer.method, loader, trainer._to_device, images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"checkpoint": str(path), "method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split,
+           **public(diag)}
+    (out / "diagnose.json").write_text(json.dumps(res, indent=2) + "\n")
+    plot_diagnostics(diag, out / "diagnose.png")
+    return res

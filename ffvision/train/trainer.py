@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from ffvision.config import TrainConfig
@@ -378,7 +378,7 @@ class Trainer:
         if self.cfg.scheduler_interval == "epoch":
             for s in self.schedulers.values():
                 s.step()
-        val = self.method.select_on_validation(self.evaluate(val_set, "val"))
+        val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val"))
         default = self.method.default_strategy
         record = {
             "epoch": self.epoch + 1,
@@ -414,6 +414,11 @@ class Trainer:
             tqdm.write(f"epoch {record['epoch']}/{self.cfg.epochs}  loss {train_loss:.4f}  "
                    f"train acc {record['train_accuracy']:.4f}  val acc [{by}]  "
                    f"{record['train_images_per_second']:.0f} img/s")
+
+    def val_subset(self, val_set: Dataset) -> Dataset:
+        """The validation images evaluated each epoch: the first `val_images` (the split is shuffled)."""
+        limit = self.cfg.val_images if self.cfg.val_images is not None else self.method.default_val_images
+        return val_set if limit is None or limit >= len(val_set) else Subset(val_set, range(limit))
 
     def evaluate(self, dataset: Dataset, desc: str = "eval", max_batches: int | None = None) -> dict[str, float]:
         """Average every counter of `method.eval_counts` over a dataset (one host sync)."""
@@ -469,13 +474,21 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
     """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n."""
     sums: dict[str, torch.Tensor] = {}
     n = 0
-    for i, (x, y) in enumerate(tqdm(loader, desc=desc, leave=False, disable=disable_progress)):
+    bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
+    # Without a terminal tqdm is silent: a line every 30 s says the evaluation is alive (log files).
+    lines = disable_progress is None and bar.disable and dist.current().is_main
+    total = len(loader.dataset) if max_batches is None else min(len(loader.dataset), max_batches * loader.batch_size)
+    start = last = time.perf_counter()
+    for i, (x, y) in enumerate(bar):
         if max_batches is not None and i >= max_batches:
             break
         x, y = to_device(x, y)
         for k, v in method.eval_counts(x, y).items():
             sums[k] = sums[k] + v if k in sums else v
         n += y.shape[0]
+        if lines and time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            print(f"{desc}: {n}/{total} images, {n / (last - start):.0f} img/s", flush=True)
     keys = list(sums)
     device = next(iter(sums.values())).device if sums else torch.device("cpu")
     total = torch.stack([sums[k].float() for k in keys] + [torch.tensor(float(n), device=device)])
