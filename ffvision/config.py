@@ -53,7 +53,7 @@ class TrainConfig:
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
     lr: float | None = opt(None, "peak learning rate of every block (default: the method's: asge 1e-2, bp 1e-3, "
-                           "ffcnn/hinton 3e-3, sff 1e-3)")
+                           "ffcnn/hinton 1e-2, sff 1e-3)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
@@ -70,13 +70,14 @@ class TrainConfig:
     goodness: str | None = opt(None, "goodness of a layer: sum (paper) | mean of squared activities (default)")
     ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
                               "negative of the same image; default)")
-    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 1)")
+    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 4)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
                                 "belief, Hinton's code; default)")
     input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: on)")
     train_first_layer: bool = opt(True, "FF: train layer 1 (off: it keeps its random weights)")
-    vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..L (default: chosen on "
-                                     "the validation split; Hinton used 2)")
+    vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
+                                "the validation split; Hinton used 2)")
+    vote_to: int | None = opt(None, "last layer whose goodness is summed (default: chosen on validation)")
     probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
 
@@ -214,8 +215,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
     if cfg.goodness_scale is not None and not cfg.goodness_scale > 0:
         raise ConfigError(f"goodness_scale must be positive, got {cfg.goodness_scale}")
-    if cfg.vote_from is not None and cfg.vote_from < 1:
-        raise ConfigError(f"vote_from is a layer number from 1, got {cfg.vote_from}")
+    for k in ("vote_from", "vote_to"):
+        if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
+            raise ConfigError(f"{k} is a layer number from 1, got {getattr(cfg, k)}")
     if not 0 <= cfg.label_intensity <= 1:
         raise ConfigError(f"label_intensity K must be in [0, 1], got {cfg.label_intensity}")
     if cfg.pipeline_micro_batches < 1:

@@ -122,22 +122,26 @@ def test_layer_training_and_voting_are_independent():
     m.train_step(x, y)
     assert "block1" in m.optimizers and not all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
     s = m.scores(torch.rand(2, 1, 16, 16))
-    assert torch.equal(s["goodness"], s["layer/3"])
+    assert torch.allclose(s["goodness"], s["layer/3"], atol=1e-6)
     with pytest.raises(ConfigError, match="vote_from must be a layer number in 1..3"):
         ffvision.create_method("ffcnn", filters=4, vote_from=4, **FF_SMALL)
 
 
 def test_vote_range_is_chosen_on_validation_and_saved():
-    m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)  # 4 layers, vote_from unset
-    assert int(m.vote_from) == 1  # all layers vote until validation has spoken
+    m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)  # 4 layers, no range given
+    assert m.vote_range.tolist() == [1, 4]  # all layers vote until validation has spoken
     counts = m.eval_counts(torch.rand(6, 1, 16, 16), torch.arange(6))
-    assert {f"vote/{k}" for k in range(1, 5)} <= set(counts)
-    val = m.select_on_validation({"strategy/goodness": 0.3, "strategy/probe": 0.5, "vote/1": 0.3, "vote/2": 0.6,
-                                  "vote/3": 0.6, "vote/4": 0.4})
-    assert int(m.vote_from) == 2 and val == {"strategy/goodness": 0.6, "strategy/probe": 0.5}
-    assert int(m.state_dict()["vote_from"]) == 2  # checkpoints carry the choice
-    fixed = ffvision.create_method("hinton", width_mult=0.01, vote_from=3, **FF_SMALL)
+    assert {k for k in counts if k.startswith("vote/")} == {f"vote/{a}-{b}" for a in range(1, 5) for b in range(a, 5)}
+    val = m.select_on_validation({"strategy/goodness": 0.3, "strategy/probe": 0.5, "vote/1-4": 0.3, "vote/2-3": 0.6,
+                                  "vote/2-4": 0.6, "vote/1-1": 0.4})
+    assert m.vote_range.tolist() == [2, 4] and val == {"strategy/goodness": 0.6, "strategy/probe": 0.5}
+    assert m.state_dict()["vote_range"].tolist() == [2, 4]  # checkpoints carry the choice
+    s = m.scores(torch.rand(3, 1, 16, 16))
+    assert torch.allclose(s["goodness"], s["layer/2"] + s["layer/3"] + s["layer/4"], atol=1e-6)
+    fixed = ffvision.create_method("hinton", width_mult=0.01, vote_from=3, vote_to=3, **FF_SMALL)
     assert not any(k.startswith("vote/") for k in fixed.eval_counts(torch.rand(2, 1, 16, 16), torch.arange(2)))
+    half = ffvision.create_method("hinton", width_mult=0.01, vote_from=2, **FF_SMALL)
+    assert half.vote_candidates() == [(2, 2), (2, 3), (2, 4)]
 
 
 def test_hard_negatives_never_pick_the_true_label_and_follow_the_belief():

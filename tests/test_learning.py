@@ -37,10 +37,11 @@ def test_vgg8_learns_fashion_mnist(method: str, tmp_path: Path):
         assert all(acc >= 0.5 for acc in s["test_accuracy_by_strategy"].values()), s["test_accuracy_by_strategy"]
 
 
-def test_hinton_ff_learns_by_goodness(tmp_path: Path):
-    s = run(tmp_path, method="hinton", width_mult=0.25, image_size=28, train_subset=2000, epochs=6)
-    assert s["test_accuracy_by_strategy"]["goodness"] >= 0.25, s["test_accuracy_by_strategy"]
-    assert s["test_accuracy_by_strategy"]["probe"] >= 0.5, s["test_accuracy_by_strategy"]
+def test_hinton_ff_classifies_by_goodness_close_to_its_probe(tmp_path: Path):
+    s = run(tmp_path, method="hinton", width_mult=0.25, image_size=28, train_subset=2000, epochs=3)
+    acc = s["test_accuracy_by_strategy"]
+    assert acc["goodness"] >= 0.6, acc  # goodness inference, the method's own rule (chance: 0.1)
+    assert acc["goodness"] >= acc["probe"] - 0.08, acc  # ... close to a linear probe on the same features
 
 
 def test_ffcnn_separates_positives_from_negatives_and_its_probe_learns(tmp_path: Path):

@@ -18,9 +18,9 @@ before layer 1 too, as in Hinton's reference code):
   the other classes, or "hard": in proportion to the probe's current belief on the neutral
   input (never the true class), as in Hinton's reference code.
 Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
-layers vote at inference (`vote_from`: goodness summed over layers vote_from..L) are
-separate choices: Hinton sums goodness from layer 2 on; ffvision chooses vote_from on the
-validation split unless it is given.
+layers vote at inference (goodness summed over layers vote_from..vote_to) are separate
+choices: Hinton sums goodness from layer 2 on; ffvision chooses the range on the validation
+split unless it is given.
 
 Prediction:
   goodness  overlay every class's label, sum the goodness over the voting layers, argmax.
@@ -94,15 +94,16 @@ class GoodnessFF(LocalMethod):
         threshold: float | None = None,
         goodness: str = "mean",
         ff_loss: str = "symba",
-        goodness_scale: float = 1.0,
+        goodness_scale: float = 4.0,
         negatives: str = "hard",
         input_norm: bool = True,
         train_first_layer: bool = True,
         vote_from: int | None = None,
+        vote_to: int | None = None,
         width_mult: float = 1.0,
         dropout: float | None = None,
         filters: int | None = None,
-        lr: float = 3e-3,
+        lr: float = 1e-2,
         weight_decay: float = 0.0,
         probe_lr: float = 1e-2,
         probe_grid: int = 4,
@@ -125,8 +126,11 @@ class GoodnessFF(LocalMethod):
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"{self.name} needs a layered model (ffcnn3, vgg8, mlp, ...), not {model!r}")
         n_layers = len(net.layers)
-        if vote_from is not None and not 1 <= vote_from <= n_layers:
-            raise ConfigError(f"vote_from must be a layer number in 1..{n_layers}, got {vote_from}")
+        for name, v in (("vote_from", vote_from), ("vote_to", vote_to)):
+            if v is not None and not 1 <= v <= n_layers:
+                raise ConfigError(f"{name} must be a layer number in 1..{n_layers}, got {v}")
+        if vote_from is not None and vote_to is not None and vote_from > vote_to:
+            raise ConfigError(f"vote_from ({vote_from}) cannot be after vote_to ({vote_to})")
         if n_layers < 2 and not train_first_layer:
             raise ConfigError("train_first_layer=False needs at least two layers")
         self.labels = make_label_encoding(labels, num_classes, in_channels, image_size, label_intensity, seed)
@@ -147,10 +151,11 @@ class GoodnessFF(LocalMethod):
             out_size = size // 2 if info["pool"] else size
             probe_dims.append(c * min(probe_grid, out_size) ** 2)
         self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
-        # Goodness inference sums layers vote_from..L. Unset, vote_from is chosen on the validation
-        # split after every epoch (all layers until then); kept in a buffer so checkpoints carry it.
-        self.vote_fixed = vote_from is not None
-        self.register_buffer("vote_from", torch.tensor(vote_from or 1))
+        # Goodness inference sums layers vote_from..vote_to. An end that is not given is chosen on the
+        # validation split after every epoch (all layers until then); the range is a buffer, so
+        # checkpoints carry the choice.
+        self.vote_fixed = (vote_from, vote_to)
+        self.register_buffer("vote_range", torch.tensor([vote_from or 1, vote_to or n_layers]))
         self.probe_grid = probe_grid
         self.probe = nn.Linear(sum(probe_dims[i] for i in self.trained), num_classes)
         nn.init.zeros_(self.probe.weight)
@@ -285,30 +290,40 @@ class GoodnessFF(LocalMethod):
         if strategy in (None, "goodness"):
             per_layer = self.goodness_scores(x)
             res.update({f"layer/{i + 1}": s for i, s in enumerate(per_layer)})
-            # suffix[k] = sum of layers k+1..L; no host sync to read the chosen start layer
-            suffix = per_layer.flip(0).cumsum(0).flip(0)  # (L, B, N)
-            res.update({f"vote/{k + 1}": s for k, s in enumerate(suffix)})
-            res["goodness"] = suffix.index_select(0, self.vote_from.view(1) - 1)[0]
+            prefix = F.pad(per_layer.cumsum(0), (0, 0, 0, 0, 1, 0))  # (L+1, B, N): prefix[k] = layers 1..k
+            for a, b in self.vote_candidates():
+                res[f"vote/{a}-{b}"] = prefix[b] - prefix[a - 1]
+            ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))  # no host sync
+            res["goodness"] = ends[1] - ends[0]
         if strategy in (None, "probe"):
             res["probe"] = self.probe_logits(x)
         return res
 
+    def vote_candidates(self) -> list[tuple[int, int]]:
+        """Layer ranges (first, last), 1-based, that validation may choose between (none when both ends are fixed)."""
+        lo, hi = self.vote_fixed
+        if lo is not None and hi is not None:
+            return []
+        n = len(self.blocks)
+        return [(a, b) for a in ([lo] if lo else range(1, n + 1)) for b in ([hi] if hi else range(a, n + 1))
+                if a <= b]
+
     def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Also the accuracy of every voting range vote_from..L (for selection on validation)."""
+        """Also the accuracy of every candidate voting range (for selection on validation)."""
         counts = super().score_counts(scores, y)
-        if not self.vote_fixed:
-            counts.update({k: (s.argmax(1) == y).sum() for k, s in scores.items() if k.startswith("vote/")})
+        counts.update({k: (s.argmax(1) == y).sum() for k, s in scores.items() if k.startswith("vote/")})
         return counts
 
     def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
-        """Choose vote_from on validation (ties: the earliest layer); returns the metrics with it applied."""
-        votes = {k: v for k, v in val.items() if k.startswith("vote/")}
+        """Choose the voting range on validation (ties: the widest, then the earliest); metrics with it applied."""
+        votes = {tuple(int(v) for v in k.split("/")[1].split("-")): acc for k, acc in val.items()
+                 if k.startswith("vote/")}
         if not votes:
             return val
-        best = max(votes, key=lambda k: (votes[k], -int(k.split("/")[1])))
-        self.vote_from.fill_(int(best.split("/")[1]))
+        a, b = max(votes, key=lambda r: (votes[r], r[1] - r[0], -r[0]))
+        self.vote_range.copy_(torch.tensor([a, b]))
         kept = {k: v for k, v in val.items() if not k.startswith("vote/")}
-        kept["strategy/goodness"] = votes[best]
+        kept["strategy/goodness"] = votes[(a, b)]
         return kept
 
     def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -327,7 +342,7 @@ class GoodnessFF(LocalMethod):
         blocks = self.trainable_parameters(self.blocks)
         n = len(self.blocks)
         return {"goodness": {"trainable_parameters": blocks, "layers": n, "forward_passes": self.num_classes,
-                             "vote_from": int(self.vote_from)},
+                             "vote_from": int(self.vote_range[0]), "vote_to": int(self.vote_range[1])},
                 "probe": {"trainable_parameters": blocks + self.trainable_parameters(self.probe), "layers": n,
                           "forward_passes": 1}}
 
