@@ -35,6 +35,18 @@ RUNS = {
     "ffcnn-morphological": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological", **FF28},
     "bp-ffcnn3": {"method": "bp", "model": "ffcnn3", "filters": 32, **FF28},
     "hinton": {"method": "hinton", "model": "mlp", **FF28},
+    # issue 12: float32 beside the default (bf16 on a CPU with native bf16), the papers' recipes at the
+    # quick budget, and the paper's 128 filters
+    "ffcnn-fourier-fp32": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "fourier", "amp": "off",
+                           **FF28},
+    "ffcnn-morphological-fp32": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological",
+                                 "amp": "off", **FF28},
+    "ffcnn-fourier-128": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "fourier", **FF28},
+    "ffcnn-morphological-128": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "morphological",
+                                **FF28},
+    "bp-ffcnn3-128": {"method": "bp", "model": "ffcnn3", "filters": 128, **FF28},
+    "hinton-paper-recipe": {"recipe": "hinton-fmnist", **FF28},
+    "ffcnn-paper-recipe": {"recipe": "ffcnn-fmnist", "filters": 32, **FF28},
     "bp-mlp": {"method": "bp", "model": "mlp", **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
     "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
@@ -77,7 +89,7 @@ def main() -> None:
                "epochs_run": protocol["epochs"], "run_dir": str(out),
                **{k: s[k] for k in ("method", "test_accuracy", "test_accuracy_by_strategy", "val_accuracy_best",
                                     "train_images_per_second", "train_seconds", "trainable_parameters",
-                                    "strategies")},
+                                    "strategies", "amp_dtype", "num_val")},
                "early_exit": s.get("early_exit", []), "config": s["config"]}
         print(json.dumps(rec), flush=True)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

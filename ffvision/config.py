@@ -53,7 +53,7 @@ class TrainConfig:
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
     lr: float | None = opt(None, "peak learning rate of every block (default: the method's: asge 1e-2, bp 1e-3, "
-                           "ffcnn/hinton 1e-2, sff 1e-3)")
+                           "ffcnn 1e-2, hinton 3e-2, sff 1e-3)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
@@ -74,7 +74,8 @@ class TrainConfig:
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
                                 "belief, Hinton's code; default)")
     input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: on)")
-    train_first_layer: bool = opt(True, "FF: train layer 1 (off: it keeps its random weights)")
+    train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights; default: "
+                                         "off for ffcnn, on for hinton)")
     vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
                                 "the validation split; Hinton used 2)")
     vote_to: int | None = opt(None, "last layer whose goodness is summed (default: chosen on validation)")
@@ -97,7 +98,8 @@ class TrainConfig:
     # --- running
     seed: int = opt(0, "seed of initialisation, data order, dropout and augmentation")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    amp: str = opt("auto", "mixed precision: auto (bf16 on CUDA) | bf16 | off")
+    amp: str = opt("auto", "mixed precision: auto (bf16 on CUDA; for ffcnn also on a CPU with native "
+                                 "bf16, avx512_bf16 or AMX) | bf16 | off")
     channels_last: bool | None = opt(None, "channels_last memory format (default: on CUDA)")
     num_workers: int | None = opt(None, "DataLoader workers (default: 0 on CPU, 8 on CUDA)")
     pipeline_devices: str | None = opt(None, "pipeline consecutive blocks over devices, e.g. cuda:0,cuda:1 (FF only)")

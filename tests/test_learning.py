@@ -53,8 +53,9 @@ def test_ffcnn_separates_positives_from_negatives_and_its_probe_learns(tmp_path:
     sep = [float((m.train_step(x, y)["layer_correct"] / 64)[1:].max()) for _ in range(250)]
     early, late = sum(sep[:25]) / 25, sum(sep[-25:]) / 25
     # the local objective is learned: deeper layers come to tell positive from negative inputs apart
-    assert early < 0.55 and late >= early + 0.05, (early, late)
+    assert late >= 0.8 and late >= early + 0.1, (early, late)
     s = run(tmp_path, method="ffcnn", filters=8, image_size=28, train_subset=2000, epochs=2)
+    print(s["test_accuracy_by_strategy"])
     assert s["test_accuracy_by_strategy"]["probe"] >= 0.5, s["test_accuracy_by_strategy"]
 
 

@@ -31,6 +31,7 @@ class LocalMethod(nn.Module):
     default_strategy: str = "last"
     supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
+    cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
 
     def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()

@@ -353,10 +353,14 @@ class FFCNN(GoodnessFF):
 
     name = "ffcnn"
 
-    def __init__(self, *, model: str = "ffcnn3", labels: str = "fourier", **kwargs: object) -> None:
+    cpu_bf16 = True  # conv stacks: the CPU's bf16 units pay off (docs/results.md), where it has them
+
+    def __init__(self, *, model: str = "ffcnn3", labels: str = "fourier", negatives: str = "uniform",
+                 train_first_layer: bool = False, **kwargs: object) -> None:
         if labels == "onehot":
             raise ConfigError("ffcnn uses spatial labels (fourier or morphological); onehot is the hinton method")
-        super().__init__(model=model, labels=labels, **kwargs)
+        super().__init__(model=model, labels=labels, negatives=negatives, train_first_layer=train_first_layer,
+                         **kwargs)
 
 
 @register_method
@@ -365,5 +369,5 @@ class Hinton(GoodnessFF):
 
     name = "hinton"
 
-    def __init__(self, *, model: str = "mlp", labels: str = "onehot", **kwargs: object) -> None:
-        super().__init__(model=model, labels=labels, **kwargs)
+    def __init__(self, *, model: str = "mlp", labels: str = "onehot", lr: float = 3e-2, **kwargs: object) -> None:
+        super().__init__(model=model, labels=labels, lr=lr, **kwargs)

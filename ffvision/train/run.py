@@ -96,11 +96,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     summary = {
         "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
+        "val_images_per_epoch": len(trainer.val_subset(data.val)),
         **report(trainer.method, test),
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
         "train_seconds": trainer.train_seconds,
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
+        "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
         "config": cfg.to_dict(),
     }
     if info.is_main:

@@ -90,6 +90,13 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
+
+
 def _rng_state() -> dict[str, Any]:
     """All RNG states, in types that weights_only loading accepts."""
     np_state = np.random.get_state()
@@ -160,7 +167,8 @@ class Trainer:
             self.channels_last = True
         else:
             self.channels_last = False
-        if cfg.amp == "bf16" or (cfg.amp == "auto" and on_cuda):
+        if cfg.amp == "bf16" or (cfg.amp == "auto" and (on_cuda or (self.device.type == "cpu" and method.cpu_bf16
+                                                                      and cpu_has_native_bf16()))):
             method.amp_dtype = torch.bfloat16
         method.build_optimizers()  # after .to(): optimizer state must live on the device
         if cfg.compile:
