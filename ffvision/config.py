@@ -69,7 +69,8 @@ class TrainConfig:
     threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum, 1 for mean)")
     goodness: str | None = opt(None, "goodness of a layer: sum (paper) | mean of squared activities (default)")
     ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
-                              "negative of the same image; default)")
+                              "negative of the same image) | ce (softmax over every class's label overlay; "
+                              "about N/2 times the cost) (default: the method's)")
     goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 4)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
                                 "belief, Hinton's code; default)")
@@ -92,6 +93,8 @@ class TrainConfig:
     stem: str = opt("auto", "torchvision stem: auto (CIFAR-style at <= 64 px) | imagenet | cifar")
 
     # --- evaluation
+    strategy: str = opt("auto", "prediction strategy reported as the run's test accuracy: auto (the best on the "
+                        "validation split at the selected epoch) or one of the method's (`ffvision list`)")
     early_exit_thresholds: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.99],
                                              "confidence thresholds reported for early exit")
 
@@ -207,7 +210,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
                "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean", None),
-               "ff_loss": ("bce", "symba", None), "negatives": ("uniform", "hard", None),
+               "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", None),
                "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
                "stem": ("auto", "imagenet", "cifar")}
     for k, allowed in choices.items():

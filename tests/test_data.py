@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import idx_bytes, write_cifar, write_imagefolder, write_mnist_like
+from PIL import Image
 
-from ffvision.data import build_dataset, build_splits
+from ffvision.data import ArrayImageDataset, build_dataset, build_splits
 from ffvision.data.readers import read_idx
 from ffvision.errors import ConfigError, DataError
 
@@ -115,6 +117,9 @@ def test_cifar_missing_and_corrupted(tmp_path: Path):
 
 def test_imagefolder_layout(tmp_path: Path):
     write_imagefolder(tmp_path / "f", classes=3, per_class=6)
+    s = build_splits("imagefolder", tmp_path / "f", val_size=0.25)
+    assert s.image_size == 20 and s.augment == "shift"  # the images' own size; a mild, flip-free default
+    assert "own" in s.describe() and "20x20 px, 3 channels" in s.describe()
     s = build_splits("imagefolder", tmp_path / "f", image_size=16, val_size=0.25)
     assert (s.num_classes, s.in_channels) == (3, 3)
     assert len(s.val) + len(s.train) == 18 and len(s.test) == 18  # val/ is the test set here
@@ -138,10 +143,49 @@ def test_imagefolder_errors(tmp_path: Path):
     root = write_imagefolder(tmp_path / "b")
     bad = root / "train" / "cls0" / "broken.png"
     bad.write_bytes(b"not a png")
-    s = build_splits("imagefolder", root, image_size=16)
+    with pytest.raises(DataError, match="cannot read image .*broken.png"):  # before any training
+        build_splits("imagefolder", root, image_size=16)
+    s = build_splits("imagenet", root, image_size=16, val_size=0.25)  # ImageNet decodes on the fly: the error names the file then
     idx = next(i for i, (p, _) in enumerate(s.train.samples) if p.endswith("broken.png"))
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         s.train[idx]
+    with pytest.raises(ConfigError, match="image_size must be at least 8"):
+        build_splits("imagefolder", write_imagefolder(tmp_path / "z"), image_size=0)
+
+
+def test_imagefolder_of_fashion_mnist_equals_the_builtin_loader(tmp_path: Path):
+    """FashionMNIST's own images as PNG folders give the same tensors, labels, size and pipeline."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from fmnist_folder import write_fmnist_folder
+
+    root = write_fmnist_folder(tmp_path / "png", train_subset=300, limits=(100, 100))
+    folder = build_splits("imagefolder", root, augment="flip")
+    builtin = build_splits("fashion-mnist", image_size=28, val_size=10000, train_subset=300, augment="flip")
+    assert (folder.image_size, folder.in_channels, folder.num_classes) == (28, 1, 10)
+    assert isinstance(folder.train, ArrayImageDataset)  # small: decoded once, into memory
+    assert repr(folder.train.transform) == repr(builtin.train.transform) and folder.val.transform is None
+
+    def content(ds, n):
+        return sorted((ds[i][0].numpy().tobytes(), ds.classes[ds[i][1]].replace("/", "-")) for i in range(n))
+
+    folder.train.transform = builtin.train.transform = None
+    assert content(folder.train, 300) == content(builtin.train, 300)
+    assert content(folder.test, 100) == content(builtin.test, 100)
+    assert len(folder.val) == 100 and folder.describe().startswith("data: imagefolder, 28x28 px, 1 channel,")
+
+
+def test_imagefolder_colour_mode_and_size_come_from_all_files(tmp_path: Path):
+    root = write_imagefolder(tmp_path / "m", mode="L", per_class=8)
+    Image.new("RGB", (20, 20), (200, 10, 10)).save(root / "train" / "cls2" / "zz-colour.png")
+    s = build_splits("imagefolder", root)
+    assert s.in_channels == 3 and "RGB" in s.describe()  # one colour file: the whole folder is read as RGB
+    assert s.train[0][0].shape == (3, 20, 20)
+    sizes = write_imagefolder(tmp_path / "s", per_class=5, size=24)
+    for i, wh in enumerate([(40, 30), (30, 40), (36, 36)]):
+        Image.new("RGB", wh).save(sizes / "train" / "cls0" / f"odd{i}.png")
+    s = build_splits("imagefolder", sizes)
+    assert s.image_size == 24 and "resized" in s.describe()  # the typical (median) size
+    assert {tuple(s.train[i][0].shape) for i in range(len(s.train))} == {(3, 24, 24)}
 
 
 def test_bad_names_and_options(fake_fmnist: Path):

@@ -148,3 +148,23 @@ def test_bad_checkpoints(tmp_path: Path, fast_cfg: dict):
                                    image_size=16)
     with pytest.raises(CheckpointError, match="does not fit this ASGE"):
         load_method_state(other, weights(Path(fast_cfg["out"]), "best.pt"))
+
+
+def test_reported_strategy_is_chosen_on_validation(fast_cfg: dict, tmp_path: Path):
+    s = train(cfg_of(fast_cfg, method="asge"), show_progress=False)
+    run = Path(fast_cfg["out"])
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    best = history[s["best_epoch"] - 1]
+    by = best["val_accuracy_by_strategy"]
+    assert s["strategy"] == best["val_strategy"] and by[s["strategy"]] == max(by.values())
+    assert s["test_accuracy"] == s["test_accuracy_by_strategy"][s["strategy"]]  # every strategy still reported
+    assert s["strategy_selected_on"] == "validation" and len(s["test_accuracy_by_strategy"]) == 3
+    assert s["data"]["image_size"] == 16 and s["data"]["num_val"] == 40 and s["data"]["augment"] == "flip"
+    method, _ = method_from_checkpoint(load_checkpoint(run))
+    assert method.chosen_strategy() == s["strategy"]  # eval / predict use the run's choice
+    given = train(cfg_of(fast_cfg, method="asge", strategy="last", out=str(tmp_path / "given")), show_progress=False)
+    assert given["strategy"] == "last" and given["strategy_selected_on"] == "given"
+    from ffvision.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown strategy 'probe' for asge"):
+        train(cfg_of(fast_cfg, strategy="probe", dry_run=True), show_progress=False)

@@ -3,8 +3,14 @@
 `build_splits(name, root, ...)` returns the training split, a validation split carved from
 the training data (seeded, so every run of a recipe sees the same split) and the test split.
 MNIST, FashionMNIST and CIFAR are held in memory as uint8 tensors, resized once to the
-target size; ImageFolder data is decoded on the fly in DataLoader workers. Every sample is
-a uint8 tensor (C, H, W); the trainer scales it to [0, 1] on the device.
+target size. A user's ImageFolder gets its defaults from its own files (`imagefolder`): the
+image size is the images' typical size, the colour mode is RGB if any file is colour, the
+augmentation is a mild shift (no flips, no crop that can remove the object), and when the
+decoded images fit in memory (FOLDER_CACHE_BYTES) they are decoded once, in parallel, and
+then handled exactly like the built-in in-memory datasets. `imagenet` keeps ImageNet's
+pipeline (random-resized crops and flips, 0.875 centre crop for evaluation), decoded on the
+fly in DataLoader workers. Every sample is a uint8 tensor (C, H, W); the trainer scales it
+to [0, 1] on the device. `DataSplits.describe()` is the one line a run prints about them.
 
 Where data is looked for (first hit wins):
   --data-dir DIR given: DIR, then DIR/<TorchvisionFolder>/raw (MNIST family) or
@@ -17,6 +23,10 @@ With --download, missing MNIST/FashionMNIST/CIFAR files are fetched by torchvisi
 from __future__ import annotations
 
 import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,7 +49,7 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 class DatasetSpec:
     """Per-dataset defaults: image size, validation size, augmentation."""
 
-    image_size: int
+    image_size: int  # 0: the images' own typical size (a user's ImageFolder)
     val_size: float  # >= 1: a number of images; in (0, 1): a fraction of the training data
     augment: str
     folder: bool = False
@@ -51,11 +61,17 @@ SPECS = {
     "cifar10": DatasetSpec(32, 5000, "cifar"),
     "cifar100": DatasetSpec(32, 5000, "cifar"),
     "imagenet": DatasetSpec(224, 10000, "imagenet", folder=True),
-    "imagefolder": DatasetSpec(64, 0.1, "imagenet", folder=True),
+    "imagefolder": DatasetSpec(0, 0.1, "shift", folder=True),
 }
+FOLDER_CACHE_BYTES = 2 << 30  # an ImageFolder whose decoded images fit in 2 GiB is decoded once, into memory
+MAX_AUTO_SIZE = 256  # a folder of larger images defaults to this size (pass --image-size for more)
 ALIASES = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
            "cifar-100": "cifar100"}
-AUGMENTS = ("none", "flip", "crop", "cifar", "imagenet")
+AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet")
+AUGMENT_HELP = {"none": "no augmentation", "shift": "random shifts of up to 1/8 of the side (edge padding)",
+                "flip": "horizontal flips", "crop": "random 4-px-padded crops and flips",
+                "cifar": "padded crops, flips and colour jitter", "imagenet": "random-resized crops (8-100% of the "
+                "area) and flips"}
 
 
 def list_datasets() -> list[str]:
@@ -134,6 +150,21 @@ class DataSplits:
     image_size: int
     classes: list[str] = field(default_factory=list)
     name: str = ""
+    augment: str = "none"
+    notes: list[str] = field(default_factory=list)  # how the size and mode were chosen, caching
+
+    def info(self) -> dict[str, object]:
+        """The resolved data settings (summary.json's "data")."""
+        return {"dataset": self.name, "image_size": self.image_size, "channels": self.in_channels,
+                "augment": self.augment, "num_classes": self.num_classes, "num_train": len(self.train),
+                "num_val": len(self.val), "num_test": len(self.test), "notes": list(self.notes)}
+
+    def describe(self) -> str:
+        """One line: size, channels, augmentation and split sizes, as resolved."""
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return (f"data: {self.name}, {self.image_size}x{self.image_size} px, {self.in_channels} channel"
+                f"{'s' if self.in_channels > 1 else ''}, {self.num_classes} classes, augment {self.augment}, "
+                f"train {len(self.train):,} / val {len(self.val):,} / test {len(self.test):,} images{notes}")
 
 
 # --------------------------------------------------------------------------- transforms
@@ -144,6 +175,8 @@ def train_transform(augment: str, image_size: int, channels: int, folder: bool) 
     if augment == "imagenet":
         return T.Compose([T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip()])
     ops: list[Callable] = [] if not folder else [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)]
+    if augment == "shift":  # translation only: the whole object stays (at least 3/4 of each side) in view
+        ops.append(T.RandomCrop(image_size, padding=max(1, image_size // 8), padding_mode="edge"))
     if augment in ("crop", "cifar"):
         ops.append(T.RandomCrop(image_size, padding=4))
     if augment in ("flip", "crop", "cifar"):
@@ -157,11 +190,12 @@ def train_transform(augment: str, image_size: int, channels: int, folder: bool) 
     return T.Compose(ops) if ops else None
 
 
-def eval_transform(image_size: int, folder: bool) -> Callable | None:
-    """Evaluation transform: none for in-memory data, resize + centre crop for folders."""
+def eval_transform(image_size: int, folder: bool, imagenet_crop: bool = True) -> Callable | None:
+    """Evaluation transform: none for in-memory data; for folders resize + centre crop (ImageNet's 0.875)."""
     if not folder:
         return None
-    return T.Compose([T.Resize(round(image_size / 0.875), antialias=True), T.CenterCrop(image_size)])
+    resize = round(image_size / 0.875) if imagenet_crop else image_size
+    return T.Compose([T.Resize(resize, antialias=True), T.CenterCrop(image_size)])
 
 
 # --------------------------------------------------------------------------- sources
@@ -268,21 +302,69 @@ def _subset(train_idx: torch.Tensor, train_subset: int | None) -> torch.Tensor:
     return train_idx[:train_subset]
 
 
-def _image_mode(path: str) -> str:
-    """'L' for single-channel images, 'RGB' for everything else."""
-    try:
-        with Image.open(path) as im:
-            return "L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB"
-    except Exception as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-def _folder_splits(name: str, root: Path | None, spec: DatasetSpec, image_size: int, val_size: float,
-                   split_seed: int, train_subset: int | None, augment: str) -> DataSplits:
+def _scan_images(paths: list[str], limit: int = 200_000) -> tuple[str, list[tuple[int, int]], int]:
+    """Colour mode over the files ('RGB' if any is colour, else 'L') and their sizes, from the headers.
+
+    Every file is looked at up to `limit` files, an even sample of `limit` beyond; returns
+    (mode, sizes (w, h) of the files looked at, number looked at).
+    """
+    step = max(1, -(-len(paths) // limit))
+    seen = paths[::step]
+
+    def head(path: str) -> tuple[str, tuple[int, int]]:
+        try:
+            with Image.open(path) as im:
+                return im.mode, im.size
+        except Exception as e:  # PIL raises many types for damaged files
+            raise DataError(f"cannot read image {path}: {e}") from None
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        heads = list(pool.map(head, seen, chunksize=256))
+    mode = "L" if all(m in GREY_MODES for m, _ in heads) else "RGB"
+    return mode, [sz for _, sz in heads], len(seen)
+
+
+def _decode_all(samples: list[tuple[str, int]], mode: str, image_size: int, what: str) -> torch.Tensor:
+    """Every image decoded once into a uint8 tensor (N, C, S, S); a progress line every 10 s."""
+    channels = 1 if mode == "L" else 3
+    out = torch.empty(len(samples), channels, image_size, image_size, dtype=torch.uint8)
+    resize = T.Compose([T.Resize(image_size, antialias=True), T.CenterCrop(image_size)])
+    to_tensor = T.PILToTensor()
+
+    def load(i: int) -> None:
+        path = samples[i][0]
+        try:
+            with Image.open(path) as im:
+                img = im.convert(mode)
+        except Exception as e:
+            raise DataError(f"cannot read image {path}: {e}") from None
+        if img.size != (image_size, image_size):
+            img = resize(img)
+        out[i] = to_tensor(img)
+
+    start = last = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        for done, _ in enumerate(pool.map(load, range(len(samples)), chunksize=64), 1):
+            if time.perf_counter() - last > 10:
+                last = time.perf_counter()
+                print(f"decoding {what}: {done:,}/{len(samples):,} images", file=sys.stderr, flush=True)
+    if time.perf_counter() - start > 10:
+        print(f"decoded {what}: {len(samples):,} images in {time.perf_counter() - start:.0f} s",
+              file=sys.stderr, flush=True)
+    return out
+
+
+def _folder_splits(name: str, root: Path | None, spec: DatasetSpec, image_size: int | None, val_size: float,
+                   split_seed: int, train_subset: int | None, augment: str | None) -> DataSplits:
     """ImageFolder layout: ROOT/train/<class>/*, ROOT/val/<class>/*, optional ROOT/test/<class>/*.
 
     Test split: ROOT/test if present, else ROOT/val. Validation split: ROOT/val when ROOT/test
-    exists, else carved from ROOT/train.
+    exists, else carved from ROOT/train. For `imagefolder` the size and colour mode come from
+    the files, and a folder whose decoded images fit in FOLDER_CACHE_BYTES is decoded once
+    into memory; `imagenet` keeps ImageNet's transforms and decodes on the fly.
     """
     if root is None:
         raise DataError(f"{name} needs --data-dir ROOT laid out as ROOT/train/<class>/*.jpg and "
@@ -308,27 +390,61 @@ def _folder_splits(name: str, root: Path | None, spec: DatasetSpec, image_size: 
         if extra:
             raise DataError(f"{name}: {root / ds.root} has classes not in train/: {', '.join(extra[:5])}")
     relabel = {c: i for i, c in enumerate(classes)}
-    mode = _image_mode(train.samples[0][0])
-    channels = 1 if mode == "L" else 3
-    evt = eval_transform(image_size, folder=True)
-    trt = train_transform(augment, image_size, channels, folder=True)
-
-    def view(samples: list[tuple[str, int]], t: Callable) -> FolderImageDataset:
-        return FolderImageDataset(samples, mode, t, classes)
 
     def remap(ds: torchvision.datasets.ImageFolder) -> list[tuple[str, int]]:
         return [(p, relabel[ds.classes[y]]) for p, y in ds.samples]
 
     samples = train.samples
     if has_test:
-        train_idx, val_samples = torch.randperm(len(samples), generator=torch.Generator().manual_seed(split_seed)), remap(held["val"])
+        train_idx = torch.randperm(len(samples), generator=torch.Generator().manual_seed(split_seed))
+        val_samples = remap(held["val"])
     else:
         train_idx, val_idx = _carve(len(samples), val_size, split_seed)
         val_samples = [samples[int(i)] for i in val_idx]
     train_idx = _subset(train_idx, train_subset)
-    return DataSplits(train=view([samples[int(i)] for i in train_idx], trt), val=view(val_samples, evt),
-                      test=view(remap(held["test"]), evt), num_classes=len(classes), in_channels=channels,
-                      image_size=image_size, classes=classes, name=name)
+    splits = {"train": [samples[int(i)] for i in train_idx], "val": val_samples, "test": remap(held["test"])}
+    notes: list[str] = []
+    generic = name == "imagefolder"
+    every = [p for ss in splits.values() for p, _ in ss]
+    if generic:
+        mode, sizes, looked = _scan_images(every)
+        kinds = f"{looked:,} files" if looked == len(every) else f"a sample of {looked:,} files"
+        if mode == "RGB":
+            notes.append(f"read as RGB: colour images among {kinds}")
+        else:
+            notes.append(f"read as greyscale: no colour image among {kinds}")
+        if image_size is None:
+            common = statistics.median_low(min(w, h) for w, h in sizes)
+            image_size = min(common, MAX_AUTO_SIZE)
+            notes.insert(0, f"size: the images' own{'' if len(set(sizes)) == 1 else ' typical (median) size'}"
+                         + (f", capped at {MAX_AUTO_SIZE}" if common > MAX_AUTO_SIZE else ""))
+        if len(set(sizes)) > 1 or sizes[0] != (image_size, image_size):
+            notes.append(f"resized to {image_size} px (shorter side) and centre-cropped square")
+    else:  # ImageNet: colour photographs (a few greyscale / CMYK files are converted)
+        mode = "RGB"
+        image_size = image_size or spec.image_size
+    if image_size < 8:
+        raise ConfigError(f"image_size must be at least 8, got {image_size}")
+    channels = 1 if mode == "L" else 3
+    augment = augment or spec.augment
+    if generic and len(every) * channels * image_size * image_size <= FOLDER_CACHE_BYTES:
+        # Decode once; from here on the folder is an in-memory dataset like FashionMNIST's.
+        mib = len(every) * channels * image_size * image_size / 2**20
+        notes.append(f"decoded once into memory, {mib:,.0f} MiB")
+        tensors = {k: _decode_all(v, mode, image_size, f"{root / k}") for k, v in splits.items()}
+        trt = train_transform(augment, image_size, channels, folder=False)
+        views = {k: ArrayImageDataset(t, torch.tensor([y for _, y in splits[k]], dtype=torch.long), None,
+                                      trt if k == "train" else None, classes)
+                 for k, t in tensors.items()}
+    else:
+        if generic:
+            notes.append("decoded on the fly (too large to hold in memory)")
+        trt = train_transform(augment, image_size, channels, folder=True)
+        evt = eval_transform(image_size, folder=True, imagenet_crop=not generic)
+        views = {k: FolderImageDataset(v, mode, trt if k == "train" else evt, classes) for k, v in splits.items()}
+    return DataSplits(train=views["train"], val=views["val"], test=views["test"], num_classes=len(classes),
+                      in_channels=channels, image_size=image_size, classes=classes, name=name, augment=augment,
+                      notes=notes)
 
 
 def build_splits(
@@ -348,13 +464,15 @@ def build_splits(
     root = Path(root).expanduser() if root is not None else None
     if root is not None and not root.exists():
         raise DataError(f"data directory {root} does not exist")
-    image_size = image_size or spec.image_size
-    if image_size < 8:
+    if image_size is not None and image_size < 8:
         raise ConfigError(f"image_size must be at least 8, got {image_size}")
     val_size = spec.val_size if val_size is None else val_size
-    augment = augment or spec.augment
+    if augment is not None and augment not in AUGMENTS:
+        raise unknown_name("augmentation", augment, list(AUGMENTS))
     if spec.folder:
         return _folder_splits(name, root, spec, image_size, val_size, split_seed, train_subset, augment)
+    image_size = image_size or spec.image_size
+    augment = augment or spec.augment
     loader = _cifar if name.startswith("cifar") else _mnist_like
     arrays, classes = loader(name, root, download)
     for split, (images, labels) in arrays.items():
@@ -372,6 +490,7 @@ def build_splits(
         val=ArrayImageDataset(tr_x, tr_y, val_idx, None, classes),
         test=ArrayImageDataset(te_x, te_y, None, None, classes),
         num_classes=len(classes), in_channels=channels, image_size=image_size, classes=classes, name=name,
+        augment=augment,
     )
 
 

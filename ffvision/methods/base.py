@@ -29,6 +29,7 @@ class LocalMethod(nn.Module):
     name: str = "base"
     strategies: tuple[str, ...] = ("last",)
     default_strategy: str = "last"
+    selected_strategy: str | None = None  # chosen on validation by a run (checkpoints carry it); else the default
     supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
@@ -197,10 +198,14 @@ class LocalMethod(nn.Module):
         res["last"] = res[f"layer/{len(outs)}"]
         return res
 
+    def chosen_strategy(self) -> str:
+        """The strategy used when none is named: the one selected on validation, else the method's default."""
+        return self.selected_strategy if self.selected_strategy in self.strategies else self.default_strategy
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, strategy: str | None = None) -> torch.Tensor:
-        """Logits (B, num_classes) of one prediction strategy (default: `default_strategy`)."""
-        strategy = strategy or self.default_strategy
+        """Logits (B, num_classes) of one prediction strategy (default: the run's selected one)."""
+        strategy = strategy or self.chosen_strategy()
         if strategy not in self.strategies:
             raise ConfigError(f"unknown strategy {strategy!r} for {self.name}; choose one of: "
                               f"{', '.join(self.strategies)}")
@@ -219,7 +224,7 @@ class LocalMethod(nn.Module):
         counts = {k if k.startswith("layer/") else f"strategy/{k}": (s.argmax(1) == y).sum()
                   for k, s in scores.items() if k in self.strategies or k.startswith("layer/")}
         if self.num_classes > 5:
-            top5 = scores[self.default_strategy].topk(5, dim=1).indices
+            top5 = scores[self.chosen_strategy()].topk(5, dim=1).indices
             counts["top5"] = (top5 == y[:, None]).any(dim=1).sum()
         return counts
 

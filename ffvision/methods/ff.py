@@ -14,6 +14,10 @@ before layer 1 too, as in Hinton's reference code):
       label) + BCE(s * logit_l, 0) on the negative input (a wrong label).
   ff_loss="symba": softplus(-s * (G_l(x, y) - G_l(x, y_neg))), the positive and negative of
       the same image compared directly (Lee & Song 2023, "SymBa"); the threshold cancels.
+  ff_loss="ce": every class's label is overlaid on every image and the layer's goodness of
+      the N inputs are the logits of a softmax, cross_entropy(s * G_l(x, .), y): all N - 1
+      negatives at once, and exactly the quantity goodness inference takes the argmax of
+      (one pass per class for layers 2..L, so training costs about N/2 times more).
   s is `goodness_scale` (a temperature). Negatives (`negatives`) are drawn uniformly from
   the other classes, or "hard": in proportion to the probe's current belief on the neutral
   input (never the true class), as in Hinton's reference code.
@@ -55,14 +59,17 @@ from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
 
-FF_LOSSES = ("bce", "symba")
+FF_LOSSES = ("bce", "symba", "ce")
 NEGATIVES = ("uniform", "hard")
 
 
 def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
-    """Local FF loss of a batch laid out as [positives; negatives] (scores: goodness logits, (2B,))."""
+    """Local FF loss: [positives; negatives] (scores (2B,)), or for "ce" every class's overlay (N*B,)."""
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(scale * scores, target)
+    if kind == "ce":  # scores: (N*B,) class-major, every class's label on every image; target: (B,) labels
+        b = target.shape[0]
+        return F.cross_entropy(scale * scores.view(-1, b).T, target)
     pos, neg = scores.chunk(2)  # the same images, with the true and with a wrong label
     return F.softplus(-scale * (pos - neg)).mean()
 
@@ -135,7 +142,7 @@ class GoodnessFF(LocalMethod):
             raise ConfigError("train_first_layer=False needs at least two layers")
         self.labels = make_label_encoding(labels, num_classes, in_channels, image_size, label_intensity, seed)
         self.lr, self.weight_decay, self.probe_lr = lr, weight_decay, probe_lr
-        self.negatives = negatives
+        self.negatives, self.ff_loss = negatives, ff_loss
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
@@ -203,29 +210,55 @@ class GoodnessFF(LocalMethod):
         logits = self.unit("probe", self.probe)(feats)
         probe_loss = F.cross_entropy(logits, y)
         self._update("probe", probe_loss)
-        if self.negatives == "hard":  # the network's own belief before this step, never the true label
-            y_neg = hard_negative_labels(y, logits)
+        if self.ff_loss == "ce":  # every class's label on every image, class-major (N*B, ...)
+            h, target = self._all_label_input(x), y
         else:
-            y_neg = negative_labels(y, self.num_classes)
-        h = self.prepare(torch.cat([self.labels.encode(x, y), self.labels.encode(x, y_neg)]))  # (2B, ...)
-        target = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])
+            if self.negatives == "hard":  # the network's own belief before this step, never the true label
+                y_neg = hard_negative_labels(y, logits)
+            else:
+                y_neg = negative_labels(y, self.num_classes)
+            h = self.prepare(torch.cat([self.labels.encode(x, y), self.labels.encode(x, y_neg)]))  # (2B, ...)
+            target = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])
         losses, correct = [], []
         for i, block in enumerate(self.blocks):
             trains = i in self.trained
             with torch.set_grad_enabled(trains), self.autocast(h):
-                o = self.unit(f"block{i + 1}", block)(h)
+                if i == 0 and self.ff_loss == "ce" and not trains and h.shape[0] == n:
+                    # layer 1 is fixed: its response to all N labels from its linearity (h holds the images)
+                    h1 = self._first_layer_all_labels(x, torch.arange(self.num_classes, device=x.device))
+                    o = BlockOutput(h1, block.readout(h1), None)
+                    o = o._replace(out=block.hand_off(o))
+                else:
+                    o = self.unit(f"block{i + 1}", block)(h)
                 loss = block.local_loss(o.scores.float(), target)
             if trains:
                 self._update(f"block{i + 1}", loss)
             losses.append(loss.detach())
-            pos, neg = o.scores.detach().chunk(2)
-            correct.append((pos > neg).float().sum())  # pairs ranked right: the positive is better
+            if self.ff_loss == "ce":  # images whose true label has the largest goodness of all N
+                correct.append((o.scores.detach().view(-1, n).argmax(0) == y).float().sum())
+            else:
+                pos, neg = o.scores.detach().chunk(2)
+                correct.append((pos > neg).float().sum())  # pairs ranked right: the positive is better
             h = o.out
         layer_loss = torch.stack(losses).float()
         return {"layer_loss_sum": layer_loss * n, "layer_correct": torch.stack(correct),
                 "probe_loss_sum": probe_loss.detach() * n,
                 "loss_sum": layer_loss[self.trained].sum() * n + probe_loss.detach() * n,
                 "correct": (logits.detach().argmax(1) == y).sum()}  # train accuracy: the probe's
+
+    def _all_label_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Layer 1's input for the "ce" loss: x itself when layer 1 is fixed and affine (see train_step),
+        else every image with every class's label, prepared, class-major (N*B, ...)."""
+        if 0 not in self.trained and self._affine_first_layer():
+            return x
+        n = self.num_classes
+        y = torch.arange(n, device=x.device).repeat_interleave(x.shape[0])
+        return self.prepare(self.labels.encode(x.repeat(n, *([1] * (x.ndim - 1))), y))
+
+    def _affine_first_layer(self) -> bool:
+        """Whether layer 1's response to every label can be computed from its linearity."""
+        return (getattr(self.blocks[0].body, "linear", None) is not None and hasattr(self.labels, "affine_parts")
+                and isinstance(self.stem, nn.Identity))
 
     def _first_layer_all_labels(self, x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor | None:
         """Layer 1's feature map for every (class in cls, image), class-major (k*B, ...), from its linearity.
@@ -235,10 +268,10 @@ class GoodnessFF(LocalMethod):
         rms_c^2 = (a^2 |base|^2 + 2ab <base, T_c> + b^2 |T_c|^2) / D from one (k, B) product.
         None when the model or label encoding does not allow it (then: one pass per class).
         """
-        layer = self.blocks[0].body
-        lin = getattr(layer, "linear", None)
-        if lin is None or not hasattr(self.labels, "affine_parts") or not isinstance(self.stem, nn.Identity):
+        if not self._affine_first_layer():
             return None
+        layer = self.blocks[0].body
+        lin = layer.linear
         base, t, a, b = self.labels.affine_parts(x)
         t = t[cls]  # (k, ...)
         k, n = t.shape[0], base.shape[0]

@@ -94,5 +94,6 @@ def method_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, dict[
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"checkpoint config cannot be used: {e}") from None
     load_method_state(method, ckpt["model"])
+    method.selected_strategy = (ckpt.get("best") or {}).get("strategy")  # the run's choice on validation
     method.eval()
     return method, {**meta, "config": cfg}

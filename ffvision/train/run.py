@@ -69,7 +69,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
                         val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
                         augment=cfg.augment)
+    if info.is_main:
+        print(data.describe(), flush=True)
     method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
+    check_strategy(method, cfg.strategy)
     if info.enabled:  # different dropout masks and negatives on each rank, from here on
         torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
     run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
@@ -92,13 +95,19 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     barrier()
     best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
     load_method_state(trainer.method, best["model"], f"{run_dir}/best.pt")
+    if info.is_main:
+        print(f"testing the best epoch ({trainer.best['epoch']}) on {len(data.test):,} test images", flush=True)
     test = trainer.evaluate(data.test, "test")
+    strategy = trainer.best.get("strategy", method.default_strategy)
+    trainer.method.selected_strategy = strategy  # top-5 and predict follow the reported strategy
     summary = {
         "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "val_images_per_epoch": len(trainer.val_subset(data.val)),
-        **report(trainer.method, test),
+        **report(trainer.method, test, strategy),
+        "strategy_selected_on": "validation" if cfg.strategy == "auto" else "given",
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
+        "data": data.info(),
         "train_seconds": trainer.train_seconds,
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
@@ -112,12 +121,21 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     return summary
 
 
-def report(method: LocalMethod, counts: dict[str, float]) -> dict[str, Any]:
+def check_strategy(method: LocalMethod, strategy: str) -> None:
+    """ConfigError unless `strategy` is auto or one of the method's prediction strategies."""
+    if strategy != "auto" and strategy not in method.strategies:
+        raise ConfigError(f"unknown strategy {strategy!r} for {method.name}; choose auto or one of: "
+                          f"{', '.join(method.strategies)}")
+
+
+def report(method: LocalMethod, counts: dict[str, float], strategy: str | None = None) -> dict[str, Any]:
     """Turn averaged eval counters into test accuracies by strategy, layer and early exit."""
     by_strategy = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("strategy/")}
+    strategy = strategy or method.chosen_strategy()
     out: dict[str, Any] = {
         "default_strategy": method.default_strategy,
-        "test_accuracy": by_strategy[method.default_strategy],
+        "strategy": strategy,
+        "test_accuracy": by_strategy[strategy],
         "test_accuracy_by_strategy": by_strategy,
         "test_layer_accuracy": [v for k, v in counts.items() if k.startswith("layer/")],
         "trainable_parameters": method.trainable_parameters(),
@@ -139,13 +157,17 @@ def print_report(summary: dict[str, Any]) -> None:
           f"{summary.get('dataset', '')}, {summary.get('num_test', '?')} images):")
     print(f"  {'strategy':<14} {'accuracy':>9} {'params':>11} {'layers':>7}")
     for name, acc in summary["test_accuracy_by_strategy"].items():
-        mark = " (default)" if name == summary["default_strategy"] else ""
+        chosen = summary.get("strategy", summary["default_strategy"])
+        how = {"validation": "chosen on validation", "given": "given"}.get(summary.get("strategy_selected_on", ""),
+                                                                           "the method's default")
+        mark = f" <- reported ({how})" if name == chosen else ""
         print(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} {info[name]['layers']:>7}{mark}")
     for e in summary.get("early_exit", []):
         print(f"  {'exit@' + format(e['threshold'], 'g'):<14} {e['accuracy']:>9.4f} "
               f"{info['early-exit']['trainable_parameters']:>11,} {e['mean_layers']:>7.2f}")
     if "test_top5_accuracy" in summary:
-        print(f"  top-5 ({summary['default_strategy']}): {summary['test_top5_accuracy']:.4f}")
+        print(f"  top-5 ({summary.get('strategy', summary['default_strategy'])}): "
+              f"{summary['test_top5_accuracy']:.4f}")
 
 
 def checkpoint_data(path: str | Path, dataset: str | None = None, data_dir: str | None = None,

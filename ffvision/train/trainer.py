@@ -387,15 +387,17 @@ class Trainer:
             for s in self.schedulers.values():
                 s.step()
         val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val"))
-        default = self.method.default_strategy
+        by_strategy = {k.split("/", 1)[1]: v for k, v in val.items() if k.startswith("strategy/")}
+        strategy = select_strategy(by_strategy, self.cfg.strategy, self.method.default_strategy)
         record = {
             "epoch": self.epoch + 1,
             "train_loss": train_loss,
             "train_accuracy": float(sums["correct"]) / n,
             "train_layer_loss": (sums["layer_loss_sum"] / n).tolist(),
             "train_layer_accuracy": (sums["layer_correct"] / n).tolist(),
-            "val_accuracy": val[f"strategy/{default}"],
-            "val_accuracy_by_strategy": {k.split("/", 1)[1]: v for k, v in val.items() if k.startswith("strategy/")},
+            "val_accuracy": by_strategy[strategy],  # of the strategy chosen on validation (or given)
+            "val_strategy": strategy,
+            "val_accuracy_by_strategy": by_strategy,
             "val_layer_accuracy": [v for k, v in val.items() if k.startswith("layer/")],
             "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
             "train_seconds_total": self.train_seconds,
@@ -406,7 +408,7 @@ class Trainer:
         self.step_in_epoch, self.epoch_sums, self.epoch_seen = 0, {}, 0
         improved = record["val_accuracy"] > self.best["val_accuracy"]
         if improved:
-            self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"]}
+            self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"], "strategy": strategy}
         if self.run_dir is not None:
             if self.dist.is_main:
                 with open(self.run_dir / "metrics.jsonl", "a") as fh:
@@ -474,6 +476,13 @@ class Trainer:
             plot_curves(self.history, self.run_dir / "curves.png")
         except ImportError:
             pass
+
+
+def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str) -> str:
+    """The strategy a run reports: `wanted`, or with "auto" the best on validation (ties: the method's default)."""
+    if wanted != "auto":
+        return wanted
+    return max(val_by_strategy, key=lambda k: (val_by_strategy[k], k == default))
 
 
 @torch.no_grad()
