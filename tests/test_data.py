@@ -145,7 +145,8 @@ def test_imagefolder_errors(tmp_path: Path):
     bad.write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):  # before any training
         build_splits("imagefolder", root, image_size=16)
-    s = build_splits("imagenet", root, image_size=16, val_size=0.25)  # ImageNet decodes on the fly: the error names the file then
+    # ImageNet decodes on the fly: there the error names the file when it is read
+    s = build_splits("imagenet", root, image_size=16, val_size=0.25)
     idx = next(i for i, (p, _) in enumerate(s.train.samples) if p.endswith("broken.png"))
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         s.train[idx]
