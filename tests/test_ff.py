@@ -144,6 +144,34 @@ def test_vote_range_is_chosen_on_validation_and_saved():
     assert half.vote_candidates() == [(2, 2), (2, 3), (2, 4)]
 
 
+def test_test_split_runs_only_the_layers_the_vote_needs():
+    m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)  # 3 layers
+    m.select_on_validation({"strategy/goodness": 0.1, "vote/1-2": 0.5, "vote/1-3": 0.4})
+    x, y = torch.rand(6, 1, 16, 16), torch.arange(6)
+    full, test = m.eval_counts(x, y, select=True), m.eval_counts(x, y, select=False)
+    assert "layer/3" in full and "layer/3" not in test and not any(k.startswith("vote/") for k in test)
+    assert test["strategy/goodness"] == full["vote/1-2"] and test["strategy/probe"] == full["strategy/probe"]
+    assert torch.equal(m.predict(x, "goodness"), m.scores(x)["vote/1-2"])
+
+
+def test_ce_loss_scores_every_label_and_trains_only_its_layers():
+    x, y = torch.rand(6, 1, 16, 16), torch.tensor([0, 1, 2, 3, 4, 5])
+    for first in (False, True):
+        m = ffvision.create_method("ffcnn", filters=4, ff_loss="ce", train_first_layer=first, **FF_SMALL)
+        before = [p.clone() for p in m.blocks[0].parameters()]
+        stats = m.train_step(x, y)
+        assert stats["layer_correct"].shape == (3,) and (stats["layer_correct"] <= 6).all()
+        assert all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before)) != first
+        # the loss is the cross-entropy of the goodness over the N label overlays
+        m.eval()
+        with torch.no_grad():
+            g = m.goodness_scores(x)  # (L, B, N)
+            want = torch.nn.functional.cross_entropy(4.0 * g[2], y)
+            h = m.labels.encode(x.repeat(10, 1, 1, 1), torch.arange(10).repeat_interleave(6))  # class-major
+            scores = [o.scores.float() for o in m.iter_outputs(h)][2]
+        assert torch.allclose(m.blocks[2].local_loss(scores, y), want, atol=1e-4)
+
+
 def test_hard_negatives_never_pick_the_true_label_and_follow_the_belief():
     g = torch.manual_seed(0)
     y = torch.randint(0, 10, (20_000,), generator=g)

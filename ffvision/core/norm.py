@@ -18,7 +18,8 @@ def rms_normalize(x: torch.Tensor, eps: float = TINY) -> torch.Tensor:
     # vector_norm reduces in one pass without materialising x^2; float32 keeps bf16 accurate.
     norm = torch.linalg.vector_norm(x, ord=2, dim=dims, keepdim=True, dtype=torch.float32)  # (B, 1, 1, 1)
     rms = norm / math.sqrt(x[0].numel())
-    return (x / (rms + eps)).to(x.dtype)
+    # Multiply in x's own dtype: a bf16 x / float32 rms would materialise a float32 copy of x.
+    return x * (1.0 / (rms + eps)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):

@@ -107,8 +107,9 @@ class GoodnessReadout(nn.Module):
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         """G per sample, (B,), accumulated in float32."""
-        sq = h.float().square().flatten(1)
-        return sq.sum(1) if self.reduction == "sum" else sq.mean(1)
+        # One float32-accumulating reduction, without a float32 copy of h or of h^2.
+        g = torch.linalg.vector_norm(h.flatten(1), ord=2, dim=1, dtype=torch.float32).square()
+        return g if self.reduction == "sum" else g / h[0].numel()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Logit of "this input is positive", (B,)."""

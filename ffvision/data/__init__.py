@@ -8,7 +8,8 @@ from ffvision.data.datasets import (
     build_splits,
     canonical_name,
     list_datasets,
+    native_image_size,
 )
 
 __all__ = ["ArrayImageDataset", "DataSplits", "FolderImageDataset", "build_dataset", "build_splits",
-           "canonical_name", "list_datasets"]
+           "canonical_name", "list_datasets", "native_image_size"]

@@ -53,11 +53,12 @@ class DatasetSpec:
     val_size: float  # >= 1: a number of images; in (0, 1): a fraction of the training data
     augment: str
     folder: bool = False
+    native_size: int | None = None  # the stored size, when the default resizes (MNIST family: 28 -> 32)
 
 
 SPECS = {
-    "mnist": DatasetSpec(32, 10000, "none"),
-    "fashion-mnist": DatasetSpec(32, 10000, "flip"),
+    "mnist": DatasetSpec(32, 10000, "none", native_size=28),
+    "fashion-mnist": DatasetSpec(32, 10000, "flip", native_size=28),
     "cifar10": DatasetSpec(32, 5000, "cifar"),
     "cifar100": DatasetSpec(32, 5000, "cifar"),
     "imagenet": DatasetSpec(224, 10000, "imagenet", folder=True),
@@ -85,6 +86,11 @@ def canonical_name(name: str) -> str:
     if name not in SPECS:
         raise unknown_name("dataset", name, list(SPECS))
     return name
+
+
+def native_image_size(name: str) -> int | None:
+    """The size a dataset is stored at when its default resizes it (28 for MNIST and FashionMNIST), else None."""
+    return SPECS[canonical_name(name)].native_size
 
 
 def default_root() -> Path:

@@ -32,6 +32,7 @@ class LocalMethod(nn.Module):
     selected_strategy: str | None = None  # chosen on validation by a run (checkpoints carry it); else the default
     supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
+    native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
 
     def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
@@ -214,8 +215,12 @@ class LocalMethod(nn.Module):
         return self.scores(x, strategy)[strategy]
 
     @torch.no_grad()
-    def eval_counts(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """On-device sums over the batch; divided by the sample count they give accuracies."""
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> dict[str, torch.Tensor]:
+        """On-device sums over the batch; divided by the sample count they give accuracies.
+
+        `select` is True on the validation split, where a method may also score the candidates
+        it chooses between; False for a final report (the test split).
+        """
         self.eval()
         return self.score_counts(self.scores(x), y)
 

@@ -88,6 +88,7 @@ class GoodnessFF(LocalMethod):
     default_strategy = "goodness"
     supports_pipeline = False  # positive, negative and neutral passes: its own train_step
     default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
+    native_image_size = True  # no pooling to feed: 28-px MNIST-family images are not upscaled (1.3x fewer pixels)
 
     def __init__(
         self,
@@ -306,31 +307,46 @@ class GoodnessFF(LocalMethod):
             yield o
             h = o.out
 
-    def goodness_scores(self, x: torch.Tensor) -> torch.Tensor:
-        """Goodness logit of every layer for every class's label, (L, B, N)."""
+    def goodness_scores(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Goodness logit of the first `layers` layers (default: all) for every class's label, (l, B, N)."""
         b, n = x.shape[0], self.num_classes
+        layers = len(self.blocks) if layers is None else layers
         per_chunk = max(1, self.max_eval_batch // max(1, b))
-        out = torch.empty(len(self.blocks), b, n, device=x.device)
+        out = torch.empty(layers, b, n, device=x.device)
         for start in range(0, n, per_chunk):
             cls = torch.arange(start, min(n, start + per_chunk), device=x.device)
             for i, o in enumerate(self._outputs_all_labels(x, cls)):
                 out[i, :, start:start + len(cls)] = o.scores.float().view(len(cls), b).T
+                if i + 1 == layers:  # the layers after the voting range need not run
+                    break
         return out
 
-    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
-        """Goodness (one pass per class) and probe scores; per-layer goodness as 'layer/l'."""
+    def scores(self, x: torch.Tensor, strategy: str | None = None, select: bool = True) -> dict[str, torch.Tensor]:
+        """Goodness (one pass per class) and probe scores; per-layer goodness as 'layer/l'.
+
+        With select (validation) every layer runs, so that every voting range can be scored;
+        otherwise (a prediction, the test split) only the layers up to the chosen range's last.
+        """
         res: dict[str, torch.Tensor] = {}
         if strategy in (None, "goodness"):
-            per_layer = self.goodness_scores(x)
+            upto = None if select and strategy is None else int(self.vote_range[1])  # one host sync per batch
+            per_layer = self.goodness_scores(x, upto)
             res.update({f"layer/{i + 1}": s for i, s in enumerate(per_layer)})
-            prefix = F.pad(per_layer.cumsum(0), (0, 0, 0, 0, 1, 0))  # (L+1, B, N): prefix[k] = layers 1..k
-            for a, b in self.vote_candidates():
-                res[f"vote/{a}-{b}"] = prefix[b] - prefix[a - 1]
-            ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))  # no host sync
+            prefix = F.pad(per_layer.cumsum(0), (0, 0, 0, 0, 1, 0))  # (l+1, B, N): prefix[k] = layers 1..k
+            if upto is None:
+                for a, b in self.vote_candidates():
+                    res[f"vote/{a}-{b}"] = prefix[b] - prefix[a - 1]
+            ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))
             res["goodness"] = ends[1] - ends[0]
         if strategy in (None, "probe"):
             res["probe"] = self.probe_logits(x)
         return res
+
+    @torch.no_grad()
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> dict[str, torch.Tensor]:
+        """Counts of every strategy; on the test split (select=False) layers past the voting range do not run."""
+        self.eval()
+        return self.score_counts(self.scores(x, None, select), y)
 
     def vote_candidates(self) -> list[tuple[int, int]]:
         """Layer ranges (first, last), 1-based, that validation may choose between (none when both ends are fixed)."""

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ffvision.config import FIELDS, TrainConfig, apply_overrides, validate
-from ffvision.data import build_splits
+from ffvision.data import build_splits, native_image_size
 from ffvision.errors import ConfigError
-from ffvision.methods import LocalMethod, create_method, method_options
+from ffvision.methods import LocalMethod, create_method, method_class, method_options
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.distributed import barrier, broadcast_object, init_distributed
 from ffvision.train.trainer import Trainer
@@ -66,7 +66,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         cfg, ckpt = resume_config(Path(resume), overrides or {})
     cfg = validate(cfg)  # also fills in the method's default model
     seed_everything(cfg.seed)  # identical initial weights on every rank
-    data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=cfg.image_size,
+    image_size = cfg.image_size
+    if image_size is None and method_class(cfg.method).native_image_size:
+        image_size = native_image_size(cfg.dataset)
+    if info.is_main:
+        print(f"loading {cfg.dataset}{f' from {cfg.data_dir}' if cfg.data_dir else ''}", flush=True)
+    data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=image_size,
                         val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
                         augment=cfg.augment)
     if info.is_main:

@@ -433,7 +433,8 @@ class Trainer:
     def evaluate(self, dataset: Dataset, desc: str = "eval", max_batches: int | None = None) -> dict[str, float]:
         """Average every counter of `method.eval_counts` over a dataset (one host sync)."""
         loader = self._loader(dataset, self.cfg.eval_batch_size, None, 0)
-        return evaluate(self.method, loader, self._to_device, desc, max_batches, self._progress_disabled())
+        return evaluate(self.method, loader, self._to_device, desc, max_batches, self._progress_disabled(),
+                        select=desc == "val")
 
     # ------------------------------------------------------------------ outputs
     def _progress_disabled(self) -> bool | None:
@@ -487,8 +488,9 @@ def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str
 
 @torch.no_grad()
 def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc: str = "eval",
-             max_batches: int | None = None, disable_progress: bool | None = None) -> dict[str, float]:
-    """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n."""
+             max_batches: int | None = None, disable_progress: bool | None = None,
+             select: bool = False) -> dict[str, float]:
+    """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n (select: validation)."""
     sums: dict[str, torch.Tensor] = {}
     n = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
@@ -500,7 +502,7 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
         if max_batches is not None and i >= max_batches:
             break
         x, y = to_device(x, y)
-        for k, v in method.eval_counts(x, y).items():
+        for k, v in method.eval_counts(x, y, select).items():
             sums[k] = sums[k] + v if k in sums else v
         n += y.shape[0]
         if lines and time.perf_counter() - last > 30:
