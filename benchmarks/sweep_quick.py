@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import subprocess
 import time
+
+import torch
 
 import yaml
 
@@ -31,6 +35,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--val-size", type=int, default=10000)
     args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for line in args.configs:
         name, *pairs = line.split()
         over = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
@@ -42,7 +47,9 @@ def main() -> None:
         trainer = Trainer(method, cfg, None, show_progress=False)
         t = time.time()
         trainer.fit(data.train, data.val)
-        rec = {"name": name, "overrides": over, "seconds": round(time.time() - t, 1),
+        rec = {"name": name, "overrides": over, "commit": commit, "val_size": args.val_size,
+               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+               "seconds": round(time.time() - t, 1),
                "val_by_epoch": [r["val_accuracy_by_strategy"] for r in trainer.history],
                "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"],
                "train_images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 1)}
