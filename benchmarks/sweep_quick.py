@@ -16,7 +16,6 @@ import subprocess
 import time
 
 import torch
-
 import yaml
 
 from ffvision.config import TrainConfig, apply_overrides
