@@ -113,6 +113,7 @@ class TrainConfig:
                                  "all; 2,000 for goodness methods, whose inference runs one pass per class)")
     log_interval: int = opt(20, "steps between host syncs that update the progress bar")
     out: str | None = opt(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)")
+    force: bool = opt(False, "start a new run in an --out folder that holds another run's files (replacing them)")
     dry_run: bool = opt(False, "run one train, validation and test batch end to end; write nothing")
 
     def to_dict(self) -> dict[str, Any]:

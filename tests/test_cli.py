@@ -108,7 +108,9 @@ def test_bad_checkpoints_and_images_give_one_line(trained: Path, tmp_path: Path,
     for seed, kind in [(0, "UnpicklingError"), (7, "IndexError"), (44, "KeyError"), (199, "UnicodeDecodeError")]:
         rng = random.Random(seed)
         junk.write_bytes(bytes(rng.getrandbits(8) for _ in range(300)))
-        assert_one_line_error(*run_cli(capsys, "eval", str(junk))[::2], rf"cannot read checkpoint .*corrupted.*{kind}")
+        code, err = run_cli(capsys, "eval", str(junk))[::2]
+        assert_one_line_error(code, err, rf"cannot read checkpoint .*corrupted.*{kind}")
+        assert "weights_only=False" not in err  # never the advice to unpickle an untrusted file
     assert_one_line_error(*run_cli(capsys, "predict", str(junk), "x.png")[::2], r"cannot read checkpoint")
     bad_img = tmp_path / "bad.png"
     bad_img.write_text("this is not an image")

@@ -31,6 +31,9 @@ def test_read_idx_plain_and_gzipped(tmp_path: Path):
     (b"\x12\x34\x56\x78" + b"\x00" * 20, "bad magic"),
     (bytes([0, 0, 8, 1]) + (100).to_bytes(4, "big") + b"\x00" * 10, "holds 10 bytes"),
     (b"\x1f\x8b" + b"garbage", "decompress"),
+    # a valid gzip header over a damaged deflate stream: zlib.error, not OSError
+    (gzip.compress(b"\x00" * 5000)[:20] + bytes(b ^ 0xFF for b in gzip.compress(b"\x00" * 5000)[20:40])
+     + gzip.compress(b"\x00" * 5000)[40:], "decompress"),
 ])
 def test_read_idx_rejects_corrupted_files(tmp_path: Path, content: bytes, match: str):
     (tmp_path / "bad").write_bytes(content)

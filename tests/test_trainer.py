@@ -168,3 +168,21 @@ def test_reported_strategy_is_chosen_on_validation(fast_cfg: dict, tmp_path: Pat
 
     with pytest.raises(ConfigError, match="unknown strategy 'probe' for asge"):
         train(cfg_of(fast_cfg, strategy="probe", dry_run=True), show_progress=False)
+
+
+def test_out_never_overwrites_another_run(fast_cfg: dict, tmp_path: Path):
+    from ffvision.errors import ConfigError
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    # refused before any work: the (missing) data is not even looked at
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        train(cfg_of(fast_cfg, out=str(afile), data_dir=str(tmp_path / "nothing")), show_progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"holds files of another run \(summary.json\).*--force"):
+        train(cfg_of(fast_cfg, out=str(other)), show_progress=False)
+    assert (other / "summary.json").read_text() == "{}"
+    train(cfg_of(fast_cfg, out=str(other), force=True, epochs=1), show_progress=False)
+    assert json.loads((other / "summary.json").read_text())["epochs"] == 1

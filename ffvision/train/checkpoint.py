@@ -43,7 +43,11 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure of user-supplied bytes is "corrupted"
         msg = str(e).strip()
-        detail = f"{type(e).__name__}: {msg.splitlines()[0][:200]}" if msg else type(e).__name__
+        if "weights_only" in msg or "Weights only load failed" in msg:
+            # torch's advice (to load with weights_only=False) is wrong for a file one cannot trust
+            detail = f"{type(e).__name__}: not a weights-only PyTorch file"
+        else:
+            detail = f"{type(e).__name__}: {msg.splitlines()[0][:200]}" if msg else type(e).__name__
         raise CheckpointError(f"cannot read {what} {path}: corrupted or not a PyTorch file ({detail})") from None
 
 

@@ -22,7 +22,7 @@ from ffvision.train.trainer import Trainer
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
-             "data_dir"}
+             "data_dir", "force"}
 
 
 def seed_everything(seed: int) -> None:
@@ -37,6 +37,22 @@ def method_kwargs(cfg: TrainConfig, num_classes: int, in_channels: int, image_si
     kw = {k: getattr(cfg, k) for k in method_options(cfg.method) if k in FIELDS and getattr(cfg, k) is not None}
     kw.pop("image_size", None)
     return {**kw, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+
+
+RUN_FILES = ("last.pt", "best.pt", "summary.json", "metrics.jsonl", "curves.png")
+
+
+def check_run_dir(run_dir: Path, force: bool = False) -> None:
+    """ConfigError unless run_dir can hold a new run: not a file; no run's files in it unless `force`."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file, not a folder; choose another --out")
+    if (run_dir / "last.pt").exists() and not force:
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, choose another "
+                          "--out, or pass --force to start over in it")
+    found = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if found and not force:
+        raise ConfigError(f"{run_dir} holds files of another run ({', '.join(found)}); choose another --out, or "
+                          "pass --force to replace them")
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -65,6 +81,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
     cfg = validate(cfg)  # also fills in the method's default model
+    if ckpt is None and not cfg.dry_run and cfg.out:
+        check_run_dir(Path(cfg.out), cfg.force)  # before any work
     seed_everything(cfg.seed)  # identical initial weights on every rank
     image_size = cfg.image_size
     if image_size is None and method_class(cfg.method).native_image_size:
@@ -84,9 +102,6 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
     meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
             "classes": list(data.classes), "dataset": data.name}
-    if run_dir is not None and ckpt is None and (run_dir / "last.pt").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                          "or choose another --out")
     trainer = Trainer(method, cfg, run_dir, meta, callbacks=callbacks, show_progress=show_progress)
     if ckpt is not None:
         trainer.load_state(ckpt)
