@@ -177,14 +177,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
-        train(TrainConfig(), resume=args.resume, overrides=given)
-        return 0
+        summary = train(TrainConfig(), resume=args.resume, overrides=given)
+        return 3 if summary.get("diverged") else 0
     cfg = TrainConfig()
     if args.config:
         path = _resolve_recipe(args.config)
         cfg = apply_overrides(cfg, load_recipe(path), source=str(path))
     cfg = apply_overrides(cfg, given, source="command line")
-    train(cfg)
+    summary = train(cfg)
+    if summary.get("diverged"):  # finished, but the loss exploded: not a success
+        print(f"error: the run diverged: {summary['warnings'][0]}", file=sys.stderr)
+        return 3
     return 0
 
 

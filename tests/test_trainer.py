@@ -118,12 +118,39 @@ def test_nan_loss_stops_and_keeps_best_checkpoint(fast_cfg: dict):
             with torch.no_grad():
                 next(trainer.method.blocks[0].parameters()).fill_(float("nan"))
 
-    with pytest.raises(TrainingDiverged, match="loss became nan.*best checkpoint .*best.pt .*intact"):
+    # stopped at the very step whose loss is NaN (the one after the poisoning)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2 step 4; .*last.pt holds the last good "
+                       r"state \(epoch 2 step 1\).*best checkpoint .*best.pt .*intact"):
         train(cfg_of(fast_cfg, epochs=3), callbacks=[poison], show_progress=False)
     best = load_checkpoint(run / "best.pt")
     assert best["epoch"] == 1 and all(torch.isfinite(v).all() for v in best["model"].values())
-    assert load_checkpoint(run / "last.pt")["epoch"] == 1  # never overwritten with NaN weights
+    last = load_checkpoint(run / "last.pt")  # never NaN weights: the last verified state
+    assert (last["epoch"], last["step_in_epoch"]) == (1, 1)
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
     assert not (run / "summary.json").exists()
+
+
+def test_nan_in_the_first_epoch_leaves_a_checkpoint(fast_cfg: dict):
+    def poison(trainer):
+        if trainer.global_step == 1:
+            with torch.no_grad():
+                next(trainer.method.blocks[0].parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match="epoch 1 step 2; .*last.pt holds the last good state"):
+        train(cfg_of(fast_cfg), callbacks=[poison], show_progress=False)
+    assert load_checkpoint(Path(fast_cfg["out"]) / "last.pt")["global_step"] == 0
+
+
+def test_exploding_loss_at_chance_is_reported_as_diverged(fast_cfg: dict, capsys):
+    from ffvision.cli import main
+
+    argv = ["train", "--method", "bp", "--lr", "1e3", "--epochs", "2"]
+    for k, v in fast_cfg.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    s = json.loads((Path(fast_cfg["out"]) / "summary.json").read_text())
+    assert s["diverged"] and "exploded" in s["warnings"][0] and code == 3 and "the run diverged" in err
 
 
 def test_dry_run_writes_nothing(fast_cfg: dict):

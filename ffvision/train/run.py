@@ -128,6 +128,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         "strategy_selected_on": "validation" if cfg.strategy == "auto" else "given",
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
         "data": data.info(),
+        "diverged": bool(trainer.warnings), "warnings": list(trainer.warnings),
         "train_seconds": trainer.train_seconds,
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),

@@ -7,6 +7,7 @@ only at the log interval and at the end of an epoch.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -193,6 +194,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.images_seen = 0
         self._stop = False
+        self._good: dict[str, Any] | None = None  # the last state known to be finite (see _check_finite)
+        self.first_loss: float | None = None  # mean loss of the first step: the scale a diverging loss is judged by
+        self.warnings: list[str] = []
 
     # ------------------------------------------------------------------ state
     def _make_schedulers(self, steps_per_epoch: int) -> None:
@@ -219,6 +223,7 @@ class Trainer:
             "best": self.best, "history": self.history,
             "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
+            "first_loss": self.first_loss, "warnings": list(self.warnings),
             "rng": dist.gather_objects(_rng_state()),  # one state per rank (a collective)
         }
 
@@ -233,6 +238,7 @@ class Trainer:
         self.epoch_sums = {k: v.to(self.device) for k, v in ckpt["epoch_sums"].items()}
         self.epoch_seen = ckpt["epoch_seen"]
         self.train_seconds, self.images_seen = ckpt["train_seconds"], ckpt["images_seen"]
+        self.first_loss, self.warnings = ckpt.get("first_loss"), list(ckpt.get("warnings", []))
         states = ckpt["rng"]
         self._pending_rng = states[self.dist.rank] if len(states) == self.dist.world_size else states[0]
 
@@ -267,13 +273,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ loops
     def _check_finite(self, value: float, where: str) -> None:
-        """Stop with TrainingDiverged (no checkpoint written) if the loss is NaN/inf."""
-        if not math.isfinite(value):
-            best = self.run_dir / "best.pt" if self.run_dir else None
-            kept = (f"; the best checkpoint {best} (epoch {self.best['epoch']}) is intact"
-                    if best is not None and best.exists() else "")
-            raise TrainingDiverged(f"loss became {value} at {where}; training stopped{kept}. "
-                                   "Try a lower --lr.")
+        """Stop with TrainingDiverged if the loss is NaN/inf; last.pt then holds the last good state."""
+        if math.isfinite(value):
+            return
+        msg = f"loss became {value} at {where}; training stopped"
+        if self.run_dir is not None and self._good is not None and not self.cfg.dry_run:
+            if self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_checkpoint(self.run_dir / "last.pt", self._good)
+            msg += (f"; {self.run_dir / 'last.pt'} holds the last good state (epoch {self._good['epoch'] + 1} "
+                    f"step {self._good['step_in_epoch']})")
+        best = self.run_dir / "best.pt" if self.run_dir else None
+        if best is not None and best.exists():
+            msg += f"; the best checkpoint {best} (epoch {self.best['epoch']}) is intact"
+        raise TrainingDiverged(msg + ". Try a lower --lr.")
+
+    def _snapshot(self) -> None:
+        """Keep a copy of the current state if its weights are finite: what last.pt gets if the loss diverges."""
+        params = list(self.method.parameters())
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):  # one host sync
+            return  # an update broke the weights before the loss showed it: keep the older state
+        self._good = copy.deepcopy(self.state())
 
     def fit(self, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
         """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
@@ -298,6 +318,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._rewrite_metrics()
         handler = _SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
+        self._snapshot()
         try:
             while self.epoch < cfg.epochs:
                 self._train_epoch(train_set, steps_per_epoch)
@@ -322,10 +343,18 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self._progress_disabled())
         t0 = time.perf_counter()
         seen = 0
+        # On one CPU process the loss is on the host already: check it after every step (free). Elsewhere
+        # a check is a host sync, so it happens at the log interval.
+        every_step = self.device.type == "cpu" and not self.dist.enabled
         try:
             for x, y in bar:
                 x, y = self._to_device(x, y)
                 stats = self.pipeline.train_step(x, y) if self.pipeline else method.train_step(x, y)
+                if every_step or self.first_loss is None:
+                    step_loss = float(stats["loss_sum"]) / max(1, y.shape[0])
+                    if self.first_loss is None and math.isfinite(step_loss):
+                        self.first_loss = step_loss
+                    self._check_finite(step_loss, f"epoch {self.epoch + 1} step {self.step_in_epoch + 1}")
                 for k, v in stats.items():
                     self.epoch_sums[k] = self.epoch_sums[k] + v if k in self.epoch_sums else v
                 seen += y.shape[0]
@@ -342,7 +371,8 @@ class Trainer:
                                                          self.epoch_sums["correct"].float(),
                                                          torch.tensor(float(self.epoch_seen), device=self.device)]))
                     loss, acc, seen_all = t.tolist()
-                    self._check_finite(loss, f"epoch {self.epoch + 1} step {self.step_in_epoch}")
+                    self._check_finite(loss, f"epoch {self.epoch + 1} (by step {self.step_in_epoch})")
+                    self._snapshot()
                     bar.set_postfix(loss=f"{loss / seen_all:.4f}", acc=f"{acc / seen_all:.3f}")
                 if cfg.dry_run:
                     break
@@ -383,6 +413,15 @@ class Trainer:
         n = max(1.0, float(flat[-1]))
         train_loss = float(sums["loss_sum"]) / n
         self._check_finite(train_loss, f"the end of epoch {self.epoch + 1}")
+        train_acc = float(sums["correct"]) / n
+        if (self.first_loss and train_loss > 100 * abs(self.first_loss)
+                and train_acc < 1.5 / self.method.num_classes):
+            warning = (f"epoch {self.epoch + 1}: the loss exploded ({train_loss:.3g}, over 100x its first value "
+                       f"{self.first_loss:.3g}) while training accuracy stays at chance ({train_acc:.3f}): the run "
+                       "diverged; try a lower --lr")
+            self.warnings.append(warning)
+            if self.dist.is_main:
+                tqdm.write(f"warning: {warning}")
         if self.cfg.scheduler_interval == "epoch":
             for s in self.schedulers.values():
                 s.step()
@@ -392,7 +431,7 @@ class Trainer:
         record = {
             "epoch": self.epoch + 1,
             "train_loss": train_loss,
-            "train_accuracy": float(sums["correct"]) / n,
+            "train_accuracy": train_acc,
             "train_layer_loss": (sums["layer_loss_sum"] / n).tolist(),
             "train_layer_accuracy": (sums["layer_correct"] / n).tolist(),
             "val_accuracy": by_strategy[strategy],  # of the strategy chosen on validation (or given)
