@@ -1,20 +1,24 @@
 """ffvision: train convolutional networks without end-to-end backpropagation.
 
-Public API: create_model, list_models, create_method, list_methods, Trainer.
+Public API: create_model, list_models, create_method, list_methods, LocalMethod, Trainer.
+They are imported on first use (PEP 562), so `import ffvision` and `ffvision --help` do not
+load torch.
 """
 
-from ffvision.methods import LocalMethod, create_method, list_methods
-from ffvision.models import create_model, list_models
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["LocalMethod", "Trainer", "create_method", "create_model", "list_methods", "list_models"]
+_LAZY = {"LocalMethod": "ffvision.methods", "create_method": "ffvision.methods", "list_methods": "ffvision.methods",
+         "create_model": "ffvision.models", "list_models": "ffvision.models", "Trainer": "ffvision.train.trainer"}
+
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> object:
-    """Import the Trainer lazily (it pulls in tqdm and the data stack)."""
-    if name == "Trainer":
-        from ffvision.train.trainer import Trainer
-
-        return Trainer
-    raise AttributeError(name)
+    """Import a public name's module on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ffvision' has no attribute {name!r}")
