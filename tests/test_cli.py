@@ -188,6 +188,15 @@ def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, t
         assert_one_line_error(code, err, "need convolutional feature maps")
     else:
         assert code == 0 and (tmp_path / "cams" / "x_cam.png").stat().st_size > 1000
+    code, out, err = run_cli(capsys, "diagnose", cfg["out"], "--images", "30", "--out", str(tmp_path / "diag"),
+                             "--device", "cpu")
+    assert code == 0, err
+    diag = json.loads((tmp_path / "diag" / "diagnose.json").read_text())
+    assert (tmp_path / "diag" / "diagnose.png").stat().st_size > 1000 and diag["images"] == 30
+    assert len(diag["layers"]) == {"ffcnn": 3, "hinton": 4, "asge": 7}[method]
+    for entry in diag["layers"]:
+        assert sum(entry["rank_histogram"]) == 30 and 1 <= entry["mean_rank"] <= 10
+        assert entry["label_to_image_ratio"] >= 0 and 0 <= entry["pairs_ranked_right"] <= 1
 
 
 def test_labels_command(tmp_path: Path, capsys):

@@ -245,3 +245,15 @@ def test_cam_needs_feature_maps():
     m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)
     with pytest.raises(ConfigError, match="need convolutional feature maps"):
         class_activation_maps(m, torch.rand(2, 1, 16, 16))
+
+
+def test_diagnostics_statistics():
+    from ffvision.diagnose import score_statistics
+
+    s = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 2.0], [5.0, 5.0, 4.0]])  # (B=3 images, N=3 labels)
+    y = torch.tensor([0, 0, 2])
+    stats, pos, neg = score_statistics(s, y)
+    assert stats["accuracy"] == pytest.approx(1 / 3) and stats["rank_histogram"] == [1, 0, 2]
+    assert stats["pairs_ranked_right"] == pytest.approx(2 / 6) and pos.tolist() == [3.0, 0.0, 4.0]
+    assert stats["label_sensitivity"] == pytest.approx(float(s.std(1).mean()))  # label changes, image fixed
+    assert stats["image_sensitivity"] == pytest.approx(float(s.std(0).mean()))  # image changes, label fixed
