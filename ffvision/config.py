@@ -74,6 +74,8 @@ class TrainConfig:
     goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 4)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
                                 "belief, Hinton's code; default)")
+    num_negatives: int = opt(1, "FF: wrong labels per image and step (symba: a softmax of the positive against "
+                            "them; each costs one more pass)")
     input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: on)")
     train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights; default: "
                                          "off for ffcnn, on for hinton)")

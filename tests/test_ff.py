@@ -257,3 +257,24 @@ def test_diagnostics_statistics():
     assert stats["pairs_ranked_right"] == pytest.approx(2 / 6) and pos.tolist() == [3.0, 0.0, 4.0]
     assert stats["label_sensitivity"] == pytest.approx(float(s.std(1).mean()))  # label changes, image fixed
     assert stats["image_sensitivity"] == pytest.approx(float(s.std(0).mean()))  # image changes, label fixed
+
+
+def test_several_negatives_are_distinct_wrong_labels_and_symba_is_their_softmax():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (50_000,), generator=g)
+    for neg in (negative_labels(y, 10, generator=g, k=3), hard_negative_labels(y, torch.randn(50_000, 10), k=3)):
+        assert neg.shape == (50_000, 3) and not (neg == y[:, None]).any()
+        assert (neg[:, 0] != neg[:, 1]).all() and (neg[:, 1] != neg[:, 2]).all() and (neg[:, 0] != neg[:, 2]).all()
+    counts = torch.bincount(negative_labels(y, 10, generator=g, k=3)[y == 4].flatten(), minlength=10).float()
+    assert counts[4] == 0 and (counts[torch.arange(10) != 4] / counts.sum() - 1 / 9).abs().max() < 0.01
+    from ffvision.methods.ff import goodness_loss
+
+    pos, neg = torch.randn(8), torch.randn(8)
+    target = torch.cat([torch.ones(8), torch.zeros(8)])
+    assert torch.allclose(goodness_loss(torch.cat([pos, neg]), target, "symba", 4.0),
+                          torch.nn.functional.softplus(-4.0 * (pos - neg)).mean())
+    m = ffvision.create_method("ffcnn", filters=4, num_negatives=3, **FF_SMALL)
+    stats = m.train_step(torch.rand(6, 1, 16, 16), torch.arange(6))
+    assert stats["layer_correct"].shape == (3,) and (stats["layer_correct"] <= 6).all()
+    with pytest.raises(ConfigError, match="num_negatives must be in 1..9"):
+        ffvision.create_method("ffcnn", filters=4, num_negatives=10, **FF_SMALL)

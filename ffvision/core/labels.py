@@ -47,24 +47,36 @@ LABEL_SETS = ("fourier", "morphological", "onehot")
 _SHAPES = ("disk", "square", "cross", "hbar", "vbar", "diag", "antidiag", "ring")
 
 
-def negative_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A label drawn uniformly from the classes other than y, for every sample."""
-    shift = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
-    return (y + shift) % num_classes
+def negative_labels(y: torch.Tensor, num_classes: int, generator: torch.Generator | None = None,
+                    k: int | None = None) -> torch.Tensor:
+    """A label drawn uniformly from the classes other than y, for every sample: (B,), or k distinct ones (B, k)."""
+    if k is None:
+        shift = torch.randint(1, num_classes, y.shape, device=y.device, generator=generator)
+        return (y + shift) % num_classes
+    if not 1 <= k < num_classes:
+        raise ValueError(f"k must be in 1..{num_classes - 1}, got {k}")
+    keys = torch.rand(y.shape[0], num_classes, device=y.device, generator=generator)
+    keys.scatter_(1, y[:, None], -1.0)  # the true class sorts last
+    return keys.topk(k, dim=1).indices  # a uniformly random k-subset of the wrong classes
 
 
-def hard_negative_labels(y: torch.Tensor, logits: torch.Tensor, uniform: float = 0.05) -> torch.Tensor:
-    """A wrong label per sample, drawn in proportion to softmax(logits) over the other classes.
+def hard_negative_labels(y: torch.Tensor, logits: torch.Tensor, uniform: float = 0.05,
+                         k: int | None = None) -> torch.Tensor:
+    """A wrong label per sample, drawn in proportion to softmax(logits) over the other classes ((B,), or (B, k)).
 
     The belief over the wrong classes is mixed with a little of the uniform distribution
     (weight `uniform`), so every wrong class is still visited; the true class has probability
-    exactly zero.
+    exactly zero. With k, k distinct wrong labels are drawn (without replacement).
     """
     n = logits.shape[1]
     wrong = torch.ones_like(logits, dtype=torch.bool).scatter(1, y[:, None], False)
     p = logits.detach().float().masked_fill(~wrong, float("-inf")).softmax(1)  # (B, N), 0 at the true class
     p = (1 - uniform) * p + (uniform / (n - 1)) * wrong
-    return torch.multinomial(p, 1).squeeze(1)
+    if k is None:
+        return torch.multinomial(p, 1).squeeze(1)
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in 1..{n - 1}, got {k}")
+    return torch.multinomial(p, k, replacement=False)
 
 
 def balance_patterns(patterns: torch.Tensor, std: float = 0.5 / math.sqrt(2)) -> torch.Tensor:

@@ -20,7 +20,9 @@ before layer 1 too, as in Hinton's reference code):
       (one pass per class for layers 2..L, so training costs about N/2 times more).
   s is `goodness_scale` (a temperature). Negatives (`negatives`) are drawn uniformly from
   the other classes, or "hard": in proportion to the probe's current belief on the neutral
-  input (never the true class), as in Hinton's reference code.
+  input (never the true class), as in Hinton's reference code. With `num_negatives` k > 1,
+  k distinct wrong labels per image: symba becomes the cross-entropy of the positive
+  against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each.
 Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
 layers vote at inference (goodness summed over layers vote_from..vote_to) are separate
 choices: Hinton sums goodness from layer 2 on; ffvision chooses the range on the validation
@@ -64,14 +66,16 @@ NEGATIVES = ("uniform", "hard")
 
 
 def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
-    """Local FF loss: [positives; negatives] (scores (2B,)), or for "ce" every class's overlay (N*B,)."""
+    """Local FF loss of [positives; negatives_1; ...; negatives_k] ((1+k)B scores; target: 1 / 0 per row),
+    or for "ce" of every class's overlay ((N*B,) class-major; target: the labels (B,))."""
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(scale * scores, target)
-    if kind == "ce":  # scores: (N*B,) class-major, every class's label on every image; target: (B,) labels
-        b = target.shape[0]
-        return F.cross_entropy(scale * scores.view(-1, b).T, target)
-    pos, neg = scores.chunk(2)  # the same images, with the true and with a wrong label
-    return F.softplus(-scale * (pos - neg)).mean()
+    b = target.shape[0] if kind == "ce" else int((target > 0.5).sum())
+    logits = scale * scores.view(-1, b).T  # (B, N) for "ce"; (B, 1+k) for symba, the positive first
+    if kind == "ce":
+        return F.cross_entropy(logits, target)
+    # symba: the positive against its k negatives of the same image; k = 1 is softplus(-s (G+ - G-))
+    return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=logits.device))
 
 
 def linear_no_bias(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -104,6 +108,7 @@ class GoodnessFF(LocalMethod):
         ff_loss: str = "symba",
         goodness_scale: float = 4.0,
         negatives: str = "hard",
+        num_negatives: int = 1,
         input_norm: bool = True,
         train_first_layer: bool = True,
         vote_from: int | None = None,
@@ -125,6 +130,8 @@ class GoodnessFF(LocalMethod):
             raise ConfigError(f"ff_loss must be one of {', '.join(FF_LOSSES)}, got {ff_loss!r}")
         if negatives not in NEGATIVES:
             raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
+        if not 1 <= num_negatives < num_classes:
+            raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {num_negatives}")
         if not goodness_scale > 0:
             raise ConfigError(f"goodness_scale must be positive, got {goodness_scale}")
         if probe_grid < 1 or max_eval_batch < 1:
@@ -143,7 +150,7 @@ class GoodnessFF(LocalMethod):
             raise ConfigError("train_first_layer=False needs at least two layers")
         self.labels = make_label_encoding(labels, num_classes, in_channels, image_size, label_intensity, seed)
         self.lr, self.weight_decay, self.probe_lr = lr, weight_decay, probe_lr
-        self.negatives, self.ff_loss = negatives, ff_loss
+        self.negatives, self.ff_loss, self.num_negatives = negatives, ff_loss, num_negatives
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
@@ -214,12 +221,14 @@ class GoodnessFF(LocalMethod):
         if self.ff_loss == "ce":  # every class's label on every image, class-major (N*B, ...)
             h, target = self._all_label_input(x), y
         else:
+            k = self.num_negatives
             if self.negatives == "hard":  # the network's own belief before this step, never the true label
-                y_neg = hard_negative_labels(y, logits)
+                y_neg = hard_negative_labels(y, logits, k=k)  # (B, k), distinct wrong labels
             else:
-                y_neg = negative_labels(y, self.num_classes)
-            h = self.prepare(torch.cat([self.labels.encode(x, y), self.labels.encode(x, y_neg)]))  # (2B, ...)
-            target = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])
+                y_neg = negative_labels(y, self.num_classes, k=k)
+            h = self.prepare(torch.cat([self.labels.encode(x, y)]
+                                       + [self.labels.encode(x, y_neg[:, j]) for j in range(k)]))  # ((1+k)B, ...)
+            target = torch.cat([torch.ones(n, device=x.device), torch.zeros(k * n, device=x.device)])
         losses, correct = [], []
         for i, block in enumerate(self.blocks):
             trains = i in self.trained
@@ -237,9 +246,9 @@ class GoodnessFF(LocalMethod):
             losses.append(loss.detach())
             if self.ff_loss == "ce":  # images whose true label has the largest goodness of all N
                 correct.append((o.scores.detach().view(-1, n).argmax(0) == y).float().sum())
-            else:
-                pos, neg = o.scores.detach().chunk(2)
-                correct.append((pos > neg).float().sum())  # pairs ranked right: the positive is better
+            else:  # images whose positive beats all their negatives
+                pos, *negs = o.scores.detach().chunk(1 + self.num_negatives)
+                correct.append((pos > torch.stack(negs).amax(0)).float().sum())
             h = o.out
         layer_loss = torch.stack(losses).float()
         return {"layer_loss_sum": layer_loss * n, "layer_correct": torch.stack(correct),
