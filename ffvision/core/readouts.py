@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffvision.core.norm import sum_of_squares
+
 
 def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -> int:
     """ASGE's grid size P = alpha * C_L / C_l, rounded half up and clamped to [1, height].
@@ -107,8 +109,7 @@ class GoodnessReadout(nn.Module):
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         """G per sample, (B,), accumulated in float32."""
-        # One float32-accumulating reduction, without a float32 copy of h or of h^2.
-        g = torch.linalg.vector_norm(h.flatten(1), ord=2, dim=1, dtype=torch.float32).square()
+        g = sum_of_squares(h.flatten(1), (1,))  # float32 accumulation, no float32 copy of h
         return g if self.reduction == "sum" else g / h[0].numel()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
