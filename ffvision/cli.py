@@ -53,7 +53,9 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         args = typing.get_args(hints[name]) or (hints[name],)
         base = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        helptext = f"{f.metadata.get('help', '')} [default: {default}]"
+        helptext = f.metadata.get("help", "")  # None: the text says what the default is (stated once)
+        if default is not None and "(default" not in helptext:
+            helptext += f" [default: {default}]"
         if base is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=helptext)
@@ -165,7 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--data-dir", help="dataset folder")
     dg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
-    sub.add_parser("list", help="list methods, models, datasets and recipes")
+    ls = sub.add_parser("list", help="list methods, models, datasets and recipes",
+                        description="Without --method: every method (with its default model), model, dataset "
+                        "and recipe. With --method NAME: the options that method takes, with their defaults.")
+    ls.add_argument("--method", help="show the options of this method")
     return parser
 
 
@@ -179,11 +184,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
         summary = train(TrainConfig(), resume=args.resume, overrides=given)
         return 3 if summary.get("diverged") else 0
+    from ffvision.methods import check_options
+
     cfg = TrainConfig()
     if args.config:
         path = _resolve_recipe(args.config)
         cfg = apply_overrides(cfg, load_recipe(path), source=str(path))
     cfg = apply_overrides(cfg, given, source="command line")
+    check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
     summary = train(cfg)
     if summary.get("diverged"):  # finished, but the loss exploded: not a success
         print(f"error: the run diverged: {summary['warnings'][0]}", file=sys.stderr)
@@ -288,11 +296,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
     from ffvision import list_methods, list_models
     from ffvision.data import list_datasets
+    from ffvision.methods import default_model, method_class
+    from ffvision.methods.registry import method_defaults, method_specific
 
-    print("methods: ", ", ".join(list_methods()))
-    print("models:  ", ", ".join(list_models()))
-    print("datasets:", ", ".join(list_datasets()))
-    print("recipes: ", ", ".join(_recipe_names()))
+    if args.method:
+        cls = method_class(args.method)
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{args.method}: {doc}")
+        print(f"  default model: {default_model(args.method)}")
+        print(f"  strategies:    {', '.join(cls.strategies)} (default {cls.default_strategy}; the run reports the "
+              "best on validation unless --strategy is given)")
+        defaults = method_defaults(args.method)
+        own = [f for f, owners in method_specific(FIELDS).items() if args.method in owners]
+        print("  its own options (flag, default, meaning):")
+        for f in own:
+            print(f"    --{f.replace('_', '-'):<20} {defaults.get(f)!s:<10} {FIELDS[f].metadata.get('help', '')}")
+        common = [f for f in ("model", "width_mult", "dropout", "lr", "weight_decay") if f in defaults]
+        print("  and every method's: " + ", ".join(f"--{f.replace('_', '-')} {defaults[f]}" for f in common))
+        return 0
+    print("methods:  " + ", ".join(f"{m} (model {default_model(m)})" for m in list_methods()))
+    print("          (ffvision list --method NAME: the options a method takes)")
+    print("models:   " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("recipes:  " + ", ".join(_recipe_names()))
     return 0
 
 

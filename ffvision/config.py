@@ -37,7 +37,8 @@ class TrainConfig:
     dataset: str = opt("fashion-mnist", "mnist | fashion-mnist | cifar10 | cifar100 | imagenet | imagefolder")
     data_dir: str | None = opt(None, "dataset folder (default: $FFVISION_DATA or ./data, then system copies)")
     download: bool = opt(False, "fetch missing MNIST/FashionMNIST/CIFAR files with torchvision")
-    image_size: int | None = opt(None, "input size in px (default: the dataset's, 32; imagenet 224)")
+    image_size: int | None = opt(None, "input size in px (default: the dataset's: 32 for MNIST-family and CIFAR "
+                                 "(28 for ffcnn/hinton), the images' own for imagefolder, 224 for imagenet)")
     val_size: float | None = opt(None, "validation images carved from train (>= 1) or a fraction (< 1)")
     split_seed: int = opt(42, "seed of the train/validation split (same split for every run)")
     train_subset: int | None = opt(None, "train on the first N shuffled training images (quick runs)")
@@ -67,18 +68,21 @@ class TrainConfig:
     labels: str | None = opt(None, "label encoding: fourier | morphological (ffcnn), onehot (hinton)")
     label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
     threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum, 1 for mean)")
-    goodness: str | None = opt(None, "goodness of a layer: sum (paper) | mean of squared activities (default)")
+    goodness: str | None = opt(None, "goodness of a layer: sum (the papers) | mean of the squared activities "
+                               "(default: the method's)")
     ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
-                              "negative of the same image) | ce (softmax over every class's label overlay; "
+                              "negatives of the same image) | ce (softmax over every class's label overlay; "
                               "about N/2 times the cost) (default: the method's)")
-    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default 4)")
+    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default: the "
+                                       "method's)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
-                                "belief, Hinton's code; default)")
+                                "belief, Hinton's code) (default: the method's)")
     num_negatives: int = opt(1, "FF: wrong labels per image and step (symba: a softmax of the positive against "
                             "them; each costs one more pass)")
-    input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: on)")
-    train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights; default: "
-                                         "off for ffcnn, on for hinton)")
+    input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: the "
+                                  "method's)")
+    train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights) (default: the "
+                                         "method's)")
     vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
                                 "the validation split; Hinton used 2)")
     vote_to: int | None = opt(None, "last layer whose goodness is summed (default: chosen on validation)")
@@ -119,8 +123,14 @@ class TrainConfig:
     dry_run: bool = opt(False, "run one train, validation and test batch end to end; write nothing")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (what checkpoints and summary.json store)."""
+        """Plain dict of every field."""
         return dataclasses.asdict(self)
+
+    def used_dict(self) -> dict[str, Any]:
+        """The fields that apply to this run's method (what checkpoints, summary.json and --dry-run hold)."""
+        from ffvision.methods import used_options
+
+        return used_options(self.method, self.to_dict())
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -192,6 +202,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         from ffvision.methods import default_model
 
         cfg = dataclasses.replace(cfg, model=default_model(cfg.method))
+    if cfg.image_size is not None and cfg.image_size < 8:
+        raise ConfigError(f"image_size must be at least 8, got {cfg.image_size}")
     if cfg.val_images is not None and cfg.val_images < 1:
         raise ConfigError(f"val_images must be positive, got {cfg.val_images}")
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,

@@ -80,6 +80,15 @@ def test_flags_override_recipe(tmp_path: Path, fast_cfg: dict, capsys):
     (["train", "--dataset", "svhn"], r"unknown dataset 'svhn'.*fashion-mnist"),
     (["train", "--config", "nope"], r"recipe 'nope' not found; shipped recipes: .*asge-fmnist"),
     (["train", "--device", "cuda:7"], r"(CUDA is not available|cuda)"),
+    # options of other methods are refused, naming the methods that take them
+    (["train", "--method", "asge", "--labels", "fourier", "--granularity", "layer", "--dry-run"],
+     r"--labels does not apply to method 'asge'; it is an option of ffcnn, hinton"),
+    (["train", "--method", "bp", "--labels", "morphological", "--dry-run"], r"--labels does not apply to .*'bp'"),
+    (["train", "--method", "bp", "--head-lr", "0.1", "--dry-run"], r"--head-lr does not apply to method 'bp'.*asge"),
+    (["train", "--method", "ffcnn", "--alpha", "1.0", "--dry-run"], r"--alpha does not apply to method 'ffcnn'"),
+    (["train", "--method", "asge", "--sff-loss", "margin", "--dry-run"], r"--sff-loss does not apply.*sff"),
+    (["train", "--method", "asge", "--filters", "64", "--dry-run"], r"--filters does not apply to model 'vgg8'"),
+    (["train", "--image-size", "0", "--dry-run"], r"image_size must be at least 8"),
 ])
 def test_bad_names_give_one_line(argv, pattern, fast_cfg: dict, capsys):
     cfg = {k: v for k, v in fast_cfg.items() if f"--{k.replace('_', '-')}" not in argv}
@@ -135,6 +144,10 @@ def test_bad_checkpoints_and_images_give_one_line(trained: Path, tmp_path: Path,
 def test_list_and_help(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0 and "asge" in out and "vgg8" in out and "fashion-mnist" in out and "asge-cifar100" in out
+    assert "ffcnn (model ffcnn3)" in out and "hinton (model mlp)" in out  # each method's default model
+    code, out, _ = run_cli(capsys, "list", "--method", "ffcnn")
+    assert code == 0 and "--labels" in out and "--num-negatives" in out and "--head-lr" not in out
+    assert "default model: ffcnn3" in out and "strategies:    goodness, probe" in out
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out

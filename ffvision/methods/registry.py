@@ -42,6 +42,56 @@ def method_options(name: str) -> list[str]:
     return names
 
 
+# Config fields every run has (the trainer's, the data's) even where a method's constructor takes them too.
+_GENERAL = {"seed", "model", "image_size", "width_mult", "dropout", "lr", "weight_decay"}
+
+
+def option_owners(option: str) -> list[str]:
+    """The methods whose constructor takes `option` (all of them for a general option)."""
+    return [m for m in list_methods() if option in method_options(m)]
+
+
+def method_specific(fields: Any) -> dict[str, list[str]]:
+    """Of the given config field names, those only some methods take, with the methods that take them."""
+    out = {}
+    for f in fields:
+        owners = option_owners(f)
+        if f not in _GENERAL and owners and len(owners) < len(_METHODS):
+            out[f] = owners
+    return out
+
+
+def check_options(method: str, values: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
+    """ConfigError for an option that `method` does not take: any of `values` (flags given), or, with
+    `defaults`, any whose value differs from its default (a resolved config)."""
+    for f, owners in method_specific(values).items():
+        if method not in owners and (defaults is None or values[f] != defaults[f]):
+            flag = "--" + f.replace("_", "-")
+            raise ConfigError(f"{flag} does not apply to method {method!r}; it is an option of "
+                              f"{', '.join(owners)} (see `ffvision list --method {method}`)")
+
+
+def used_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The config without the options the method does not take (what recipes and saved configs hold)."""
+    drop = {f for f, owners in method_specific(values).items() if method not in owners}
+    return {k: v for k, v in values.items() if k not in drop}
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    """Each keyword option of method `name` with its default (a subclass's default wins)."""
+    out: dict[str, Any] = {}
+    for cls in method_class(name).__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        for p in params:
+            if p.kind is p.KEYWORD_ONLY and p.name not in out:
+                out[p.name] = None if p.default is inspect.Parameter.empty else p.default
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return out
+
+
 def create_method(name: str, **kwargs: Any) -> LocalMethod:
     """Build a method with its blocks and optimizers; unknown options are a ConfigError."""
     cls = method_class(name)

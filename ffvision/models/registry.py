@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from torch import nn
@@ -20,6 +21,13 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 def list_models() -> list[str]:
     """Names of all registered models."""
     return sorted(_MODELS)
+
+
+def model_takes(name: str, option: str) -> bool:
+    """Whether the entrypoint of model `name` declares the keyword `option` (e.g. filters for ffcnn3)."""
+    if name not in _MODELS:
+        raise unknown_name("model", name, list(_MODELS))
+    return option in inspect.signature(_MODELS[name]).parameters
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:

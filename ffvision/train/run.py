@@ -15,7 +15,7 @@ import torch
 from ffvision.config import FIELDS, TrainConfig, apply_overrides, validate
 from ffvision.data import build_splits, native_image_size
 from ffvision.errors import ConfigError
-from ffvision.methods import LocalMethod, create_method, method_class, method_options
+from ffvision.methods import LocalMethod, check_options, create_method, method_class, method_options
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.distributed import barrier, broadcast_object, init_distributed
 from ffvision.train.trainer import Trainer
@@ -81,6 +81,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
     cfg = validate(cfg)  # also fills in the method's default model
+    check_options(cfg.method, cfg.to_dict(), TrainConfig().to_dict())
+    check_model_options(cfg)
     if ckpt is None and not cfg.dry_run and cfg.out:
         check_run_dir(Path(cfg.out), cfg.force)  # before any work
     seed_everything(cfg.seed)  # identical initial weights on every rank
@@ -133,13 +135,25 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
-        "config": cfg.to_dict(),
+        "config": cfg.used_dict(),
     }
     if info.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         print_report(summary)
         print(f"run directory: {run_dir}")
     return summary
+
+
+def check_model_options(cfg: TrainConfig) -> None:
+    """ConfigError for a model option the chosen model does not take (--filters is the FF-CNNs')."""
+    from ffvision.models.registry import model_takes
+
+    if cfg.filters is not None and not model_takes(cfg.model, "filters"):
+        from ffvision.models import list_models
+
+        takers = [m for m in list_models() if model_takes(m, "filters")]
+        raise ConfigError(f"--filters does not apply to model {cfg.model!r}; it sets the width of {', '.join(takers)} "
+                          "(use --width-mult for the others)")
 
 
 def check_strategy(method: LocalMethod, strategy: str) -> None:

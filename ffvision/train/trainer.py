@@ -215,7 +215,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly."""
         return {
-            "config": self.cfg.to_dict(), "meta": self.meta, "model": self.method.state_dict(),
+            "config": self.cfg.used_dict(), "meta": self.meta, "model": self.method.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "schedulers": {k: {kk: vv for kk, vv in s.state_dict().items() if kk != "lr_lambdas"}
                            for k, s in self.schedulers.items()},
