@@ -2,6 +2,7 @@
 
     python benchmarks/report.py benchmarks/results/quick_protocol.jsonl --only ffcnn-fourier hinton bp-mlp
     python benchmarks/report.py benchmarks/results/small_data.jsonl
+    python benchmarks/report.py --sweep benchmarks/results/sweep_ff_validation.jsonl --only ffcnn-f-default ffcnn-f-ce
 
 The newest record of each (name, training images, epochs) is used.
 """
@@ -30,13 +31,31 @@ def rows(path: str, only: list[str] | None) -> list[str]:
     return out
 
 
+def sweep_rows(path: str, only: list[str] | None) -> list[str]:
+    """One markdown row per sweep config (validation only): the change, accuracy per epoch, per layer, time."""
+    latest: dict[str, dict] = {}
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            latest[r["name"]] = r
+    out = ["| config | validation accuracy by epoch | last epoch, per layer | s | commit |", "|---|---|---|---|---|"]
+    for name in only or list(latest):
+        r = latest[name]
+        epochs = " → ".join("/".join(f"{100 * v:.1f}" for v in e.values()) for e in r["val_by_epoch"])
+        keys = "/".join(r["val_by_epoch"][0])
+        layers = " / ".join(f"{100 * v:.1f}" for v in r.get("val_layers_last_epoch", []))
+        out.append(f"| {name} | {keys}: {epochs} | {layers} | {r['seconds']:.0f} | {r.get('commit', '')} |")
+    return out
+
+
 def main() -> None:
     """Print the rows of one results file."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("path")
     ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--sweep", action="store_true", help="the file is a validation sweep (sweep_quick.py)")
     args = ap.parse_args()
-    print("\n".join(rows(args.path, args.only)))
+    print("\n".join(sweep_rows(args.path, args.only) if args.sweep else rows(args.path, args.only)))
 
 
 if __name__ == "__main__":
