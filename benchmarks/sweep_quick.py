@@ -20,8 +20,8 @@ import yaml
 
 from ffvision.config import TrainConfig, apply_overrides
 from ffvision.data import build_splits
-from ffvision.methods import create_method
-from ffvision.train.run import method_kwargs, seed_everything
+from ffvision.methods import create_method, method_kwargs
+from ffvision.train.run import seed_everything
 from ffvision.train.trainer import Trainer
 
 QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,

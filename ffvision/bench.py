@@ -40,7 +40,7 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     import torch
 
     import ffvision
-    from ffvision.train.trainer import resolve_device
+    from ffvision.train.devices import resolve_device
 
     dev = resolve_device(opts["device"])
     torch.manual_seed(0)

@@ -126,11 +126,7 @@ class TrainConfig:
         """Plain dict of every field."""
         return dataclasses.asdict(self)
 
-    def used_dict(self) -> dict[str, Any]:
-        """The fields that apply to this run's method (what checkpoints, summary.json and --dry-run hold)."""
-        from ffvision.methods import used_options
 
-        return used_options(self.method, self.to_dict())
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -197,11 +193,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Range checks that no type system catches; fills in the method's default model."""
-    if cfg.model is None:
-        from ffvision.methods import default_model
-
-        cfg = dataclasses.replace(cfg, model=default_model(cfg.method))
+    """Range checks that no type system catches (the method's default model is filled in by methods.resolve)."""
     if cfg.image_size is not None and cfg.image_size < 8:
         raise ConfigError(f"image_size must be at least 8, got {cfg.image_size}")
     if cfg.val_images is not None and cfg.val_images < 1:

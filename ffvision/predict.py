@@ -11,7 +11,7 @@ from PIL import Image
 
 from ffvision.errors import ConfigError, DataError
 from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
-from ffvision.train.trainer import resolve_device
+from ffvision.train.devices import resolve_device
 
 
 def load_image(path: str | Path, channels: int, image_size: int) -> torch.Tensor:

@@ -8,10 +8,13 @@ from ffvision.methods.registry import (
     default_model,
     list_methods,
     method_class,
+    method_kwargs,
     method_options,
     register_method,
+    resolve,
+    used_config,
     used_options,
 )
 
 __all__ = ["LocalMethod", "check_options", "create_method", "default_model", "list_methods", "method_class",
-           "method_options", "register_method", "used_options"]
+           "method_kwargs", "method_options", "register_method", "resolve", "used_config", "used_options"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
+from ffvision.config import FIELDS
 from ffvision.errors import ConfigError, unknown_name
 from ffvision.methods.base import LocalMethod
 
@@ -110,3 +112,21 @@ def default_model(name: str) -> str:
             if p is not None and p.default is not inspect.Parameter.empty:
                 return p.default
     raise ConfigError(f"method {name!r} needs --model")
+
+
+def resolve(cfg: Any) -> Any:
+    """The config with the method's default model filled in (config itself knows no methods)."""
+    method_class(cfg.method)  # an unknown method is a clear error here
+    return cfg if cfg.model is not None else dataclasses.replace(cfg, model=default_model(cfg.method))
+
+
+def used_config(cfg: Any) -> dict[str, Any]:
+    """The config as a dict without the options its method does not take (checkpoints, summary.json)."""
+    return used_options(cfg.method, dataclasses.asdict(cfg))
+
+
+def method_kwargs(cfg: Any, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
+    """The config fields the method's constructor takes (None = the method's own default)."""
+    kw = {k: getattr(cfg, k) for k in method_options(cfg.method) if k in FIELDS and getattr(cfg, k) is not None}
+    kw.pop("image_size", None)
+    return {**kw, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}

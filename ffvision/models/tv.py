@@ -34,8 +34,8 @@ import torchvision
 from torch import Tensor, nn
 
 from ffvision.errors import CheckpointError, ConfigError
+from ffvision.io import read_torch_file
 from ffvision.models.registry import register_model
-from ffvision.train.checkpoint import read_torch_file
 
 GRANULARITIES = ("layer", "block", "stage")
 TV_ARCHS = ("resnet18", "mobilenet_v3_small", "mobilenet_v3_large")

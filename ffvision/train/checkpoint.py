@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ffvision.errors import CheckpointError, ConfigError
+from ffvision.io import read_torch_file
 
 FORMAT = "ffvision-checkpoint-v1"
 
@@ -31,24 +32,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
-    """torch.load(weights_only=True) on CPU; CheckpointError for any file it cannot parse.
-
-    Damaged or foreign bytes make torch's unpickler raise almost anything (UnpicklingError,
-    IndexError, KeyError, UnicodeDecodeError, RuntimeError, ...), so every Exception is one message.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # any parse failure of user-supplied bytes is "corrupted"
-        msg = str(e).strip()
-        if "weights_only" in msg or "Weights only load failed" in msg:
-            # torch's advice (to load with weights_only=False) is wrong for a file one cannot trust
-            detail = f"{type(e).__name__}: not a weights-only PyTorch file"
-        else:
-            detail = f"{type(e).__name__}: {msg.splitlines()[0][:200]}" if msg else type(e).__name__
-        raise CheckpointError(f"cannot read {what} {path}: corrupted or not a PyTorch file ({detail})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -87,8 +70,7 @@ def load_method_state(method: torch.nn.Module, state: dict[str, torch.Tensor], s
 def method_from_checkpoint(ckpt: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the trained method (weights loaded, eval mode) and return it with its meta."""
     from ffvision.config import TrainConfig, apply_overrides
-    from ffvision.methods import create_method
-    from ffvision.train.run import method_kwargs
+    from ffvision.methods import create_method, method_kwargs
 
     try:
         cfg = apply_overrides(TrainConfig(), ckpt["config"], source="checkpoint config")

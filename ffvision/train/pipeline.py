@@ -27,7 +27,7 @@ _STOP = object()
 
 def parse_devices(spec: str) -> list[torch.device]:
     """'cuda:0,cuda:1' -> devices; a clear error for unknown or unavailable ones."""
-    from ffvision.train.trainer import resolve_device
+    from ffvision.train.devices import resolve_device
 
     names = [s.strip() for s in spec.split(",") if s.strip()]
     if len(names) < 2:

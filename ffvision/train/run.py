@@ -12,10 +12,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ffvision.config import FIELDS, TrainConfig, apply_overrides, validate
+from ffvision.config import TrainConfig, apply_overrides, validate
 from ffvision.data import build_splits, native_image_size
 from ffvision.errors import ConfigError
-from ffvision.methods import LocalMethod, check_options, create_method, method_class, method_options
+from ffvision.methods import (
+    LocalMethod,
+    check_options,
+    create_method,
+    method_class,
+    method_kwargs,
+    resolve,
+    used_config,
+)
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.distributed import barrier, broadcast_object, init_distributed
 from ffvision.train.trainer import Trainer
@@ -30,13 +38,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def method_kwargs(cfg: TrainConfig, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
-    """The config fields the method's constructor takes (None = the method's own default)."""
-    kw = {k: getattr(cfg, k) for k in method_options(cfg.method) if k in FIELDS and getattr(cfg, k) is not None}
-    kw.pop("image_size", None)
-    return {**kw, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
 
 
 RUN_FILES = ("last.pt", "best.pt", "summary.json", "metrics.jsonl", "curves.png")
@@ -80,7 +81,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
-    cfg = validate(cfg)  # also fills in the method's default model
+    cfg = resolve(validate(cfg))  # fills in the method's default model
     check_options(cfg.method, cfg.to_dict(), TrainConfig().to_dict())
     check_model_options(cfg)
     if ckpt is None and not cfg.dry_run and cfg.out:
@@ -135,7 +136,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
-        "config": cfg.used_dict(),
+        "config": used_config(cfg),
     }
     if info.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

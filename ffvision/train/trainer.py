@@ -24,9 +24,11 @@ from tqdm import tqdm
 
 from ffvision.config import TrainConfig
 from ffvision.errors import TrainingDiverged, TrainingInterrupted
+from ffvision.methods import used_config
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 from ffvision.train.checkpoint import load_method_state, save_checkpoint
+from ffvision.train.devices import cpu_has_native_bf16, resolve_device
 from ffvision.train.schedule import WarmupCosine
 
 
@@ -72,30 +74,6 @@ class ShardSampler(Sampler[int]):
     def __len__(self) -> int:
         """How many samples this rank evaluates."""
         return len(self.indices)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; a clear error for an unavailable device."""
-    from ffvision.errors import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device type {dev.type!r} is not supported; use cpu or cuda")
-    return dev
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX); elsewhere bf16 is emulated and slow."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, c, lambda: False)()) for c in checks)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -215,7 +193,7 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly."""
         return {
-            "config": self.cfg.used_dict(), "meta": self.meta, "model": self.method.state_dict(),
+            "config": used_config(self.cfg), "meta": self.meta, "model": self.method.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "schedulers": {k: {kk: vv for kk, vv in s.state_dict().items() if kk != "lr_lambdas"}
                            for k, s in self.schedulers.items()},
