@@ -57,9 +57,9 @@ def layer_diagnostics(method: LocalMethod, loader: Any, to_device: Any, max_imag
 
 
 def stats_rank(s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Rank (1 = best) of the true label's score among the N classes, per image."""
+    """Rank (1 = best) of the true label's score among the N classes, per image; a tie counts against it."""
     true = s.gather(1, y[:, None])
-    return (s > true).sum(1) + 1
+    return (s >= true).sum(1)  # itself, every better class and every equal one
 
 
 def score_statistics(s: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:

@@ -15,22 +15,20 @@ TINY = 1e-20
 def rms_normalize(x: torch.Tensor, eps: float = TINY) -> torch.Tensor:
     """Divide each sample by the root-mean-square of all its values (over C, H, W)."""
     dims = tuple(range(1, x.ndim))
-    norm = sum_of_squares(x, dims, keepdim=True).sqrt()  # (B, 1, 1, 1)
-    rms = norm / math.sqrt(x[0].numel())
-    # Multiply in x's own dtype: a bf16 x / float32 rms would materialise a float32 copy of x.
-    return x * (1.0 / (rms + eps)).to(x.dtype)
+    rms = sum_of_squares(x, dims, keepdim=True).sqrt() / math.sqrt(x[0].numel())  # (B, 1, 1, 1), float32
+    # Divide in float32, round once: a bf16 scale factor would be off by up to 2^-9 for a whole sample,
+    # and FF compares goodness between label overlays at that level.
+    return (x / (rms + eps)).to(x.dtype)
 
 
 def sum_of_squares(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
-    """Sum of x^2 over dims as float32, in one pass that never materialises x^2 or a float32 copy of x.
+    """Sum of x^2 over dims, accumulated and returned in float32 (exact to ~1e-5 also for bf16 x).
 
-    vector_norm accumulates in float32 for every input dtype. Asked for a float32 result of a
-    bf16 input it first copies the whole input to float32 (20x slower on a CPU); the bf16
-    result is rounded to 8 bits of mantissa (2^-9 relative), the precision bf16 activations
-    carry anyway, so for reduced-precision inputs that rounding is accepted.
+    Asked for a float32 result, vector_norm of a bf16 tensor copies it to float32 first; its
+    bf16 result would be 20x faster but rounded to 2^-9, which costs FF-CNN's goodness
+    inference about 6 points (measured): the goodness of the label overlays of one image
+    differ by a few tenths of a percent.
     """
-    if x.dtype in (torch.bfloat16, torch.float16):
-        return torch.linalg.vector_norm(x, ord=2, dim=dims, keepdim=keepdim).float().square()
     return torch.linalg.vector_norm(x, ord=2, dim=dims, keepdim=keepdim, dtype=torch.float32).square()
 
 
