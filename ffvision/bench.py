@@ -1,17 +1,23 @@
 """Training speed and peak memory of a method, and of backprop on the same network, in one run.
 
-Every measurement runs in a fresh Python process (`python -m ffvision.bench --worker ...`) so
-that one run's allocations cannot hide another's peak:
-  * CUDA: torch.cuda.max_memory_allocated() over the timed steps (weights, gradients,
-    optimizer state and activations; reset after the model is on the GPU, so it counts them).
-  * CPU: peak resident memory of the process (ru_maxrss) minus its resident memory before
-    the model was built, i.e. what training itself allocated. Two precautions make this the
-    allocator's peak rather than noise: a throwaway conv net is trained for one step first so
-    the math libraries' code and caches are already resident in the baseline, and glibc is
-    told to serve allocations of 64 KiB and more with mmap (MALLOC_MMAP_THRESHOLD_), so freed
-    tensors leave the resident set instead of lingering in malloc's arenas.
-Throughput is images per second of `method.train_step` on random inputs of the right shape
-(values do not change the cost), after warm-up steps, synchronised once at the end.
+Speed and memory are measured in separate fresh Python processes (`python -m ffvision.bench
+--worker ...`), so that neither setting distorts the other:
+  * speed: images per second of `method.train_step` on random inputs of the right shape
+    (values do not change the cost), after warm-up steps, synchronised once at the end; the
+    process runs with the allocator's defaults, like `ffvision train`.
+  * memory, two ways:
+      - exact: the peak of bytes held by tensors during one training step (parameters,
+        gradients, optimizer state, inputs and everything autograd saves), from torch's own
+        allocation records (the profiler's memory timeline); device-independent.
+      - process: on CUDA torch.cuda.max_memory_allocated(); on the CPU the peak resident
+        memory minus the resident memory before the model was built. For the latter a
+        throwaway conv net is trained for one step first (math libraries resident in the
+        baseline) and glibc serves allocations of 64 KiB and more with mmap
+        (MALLOC_MMAP_THRESHOLD_, set only in this process), so freed tensors leave the
+        resident set.
+`--compare bp-checkpoint` is backprop with activation checkpointing per layer, `--compare
+bp-accum` backprop over four micro-batches with gradients accumulated: what a memory-bound
+user of backprop would run instead.
 """
 
 from __future__ import annotations
@@ -35,8 +41,37 @@ def _rss_bytes() -> int:
     return pages * resource.getpagesize()
 
 
+def exact_peak_bytes(step: Any) -> dict[str, int]:
+    """Peak bytes held by tensors while `step()` runs, and by category at that moment (torch's records)."""
+    import tempfile
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated in favour of a CUDA-only API; the CPU has no other
+        path = os.path.join(d, "timeline.json")
+        prof.export_memory_timeline(path, device="cpu" if not _on_cuda(step) else "cuda:0")
+        with open(path) as fh:
+            _, sizes = json.load(fh)
+    totals = [sum(s) for s in sizes]
+    at = max(range(len(totals)), key=totals.__getitem__) if totals else 0
+    # each entry: [unused, parameter, optimizer state, input, temporary, activation, gradient, autograd detail, other]
+    names = ["parameter", "optimizer_state", "input", "temporary", "activation", "gradient", "autograd_detail",
+             "other"]
+    return {"peak": int(totals[at]) if totals else 0,
+            **({f"at_peak_{n}": int(v) for n, v in zip(names, sizes[at][1:])} if sizes else {})}
+
+
+def _on_cuda(step: Any) -> bool:
+    """Whether the step closure trains on CUDA (set by measure)."""
+    return bool(getattr(step, "cuda", False))
+
+
 def measure(opts: dict[str, Any]) -> dict[str, float]:
-    """Time train steps of one configuration in this process; return img/s and peak bytes."""
+    """Train steps of one configuration in this process: img/s (opts['what'] = speed) or peak bytes (memory)."""
     import torch
 
     import ffvision
@@ -54,7 +89,11 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         del warm
     base = _rss_bytes()
     kwargs = opts["method_kwargs"]  # bench() has dropped the unset (None) options
-    m = ffvision.create_method(opts["method"], model=opts["model"], num_classes=opts["num_classes"], in_channels=c,
+    variant = {"bp-checkpoint": "checkpoint", "bp-accum": "accumulate"}.get(opts["method"])
+    name = "bp" if variant else opts["method"]
+    if variant:
+        kwargs = {**kwargs, "memory_saving": variant}
+    m = ffvision.create_method(name, model=opts["model"], num_classes=opts["num_classes"], in_channels=c,
                                image_size=s, **kwargs).to(dev)
     if opts.get("channels_last"):
         m.to(memory_format=torch.channels_last)
@@ -68,33 +107,49 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(dev)
-    for _ in range(opts["warmup"]):
+    for _ in range(max(1, opts["warmup"])):  # optimizer state exists after the first step
         m.train_step(x, y)
     if dev.type == "cuda":
         torch.cuda.synchronize()
+    if opts.get("what") == "memory":
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+
+        def step() -> None:
+            m.train_step(x, y)
+
+        step.cuda = dev.type == "cuda"  # type: ignore[attr-defined]
+        exact = exact_peak_bytes(step)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            process = torch.cuda.max_memory_allocated(dev)
+        else:
+            process = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        return {"peak_memory_bytes": exact["peak"], "process_peak_bytes": int(process),
+                "exact_breakdown": {k: v for k, v in exact.items() if k != "peak"}, "device": str(dev)}
     t = time.perf_counter()
     for _ in range(opts["steps"]):
         m.train_step(x, y)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev)
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    return {"images_per_second": b * opts["steps"] / dt, "peak_memory_bytes": int(peak),
-            "seconds_per_step": dt / opts["steps"], "device": str(dev)}
+    return {"images_per_second": b * opts["steps"] / dt, "seconds_per_step": dt / opts["steps"], "device": str(dev)}
 
 
 def run_in_fresh_process(opts: dict[str, Any]) -> dict[str, float]:
-    """measure(opts) in a new interpreter; its JSON result."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps(opts)],
-                         capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
-        raise ConfigError(f"benchmark of {opts['method']} failed: {lines[-1]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    """measure(opts) for speed and for memory, each in a new interpreter; the merged JSON results."""
+    out: dict[str, Any] = {}
+    for what in ("speed", "memory"):
+        env = dict(os.environ)
+        if what == "memory":
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # only here: it slows a CPU step by ~30%
+        res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps({**opts, "what": what})],
+                             capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
+            raise ConfigError(f"benchmark of {opts['method']} failed: {lines[-1]}")
+        out.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def bench(method: str, model: str, batch_size: int, *, device: str = "auto", compare: str | None = None,
@@ -110,25 +165,31 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
     kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
     runs = {method: run_in_fresh_process({**common, "method": method, "method_kwargs": kwargs})}
     out: dict[str, Any] = {"model": model, "batch_size": batch_size, "method_kwargs": kwargs, "runs": runs}
-    if compare:
+    compares = [c for c in (compare or "").split(",") if c]
+    for other in compares:
         shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
-        runs[compare] = run_in_fresh_process({**common, "method": compare, "method_kwargs": shared})
-        a, b = runs[method], runs[compare]
-        out["ratios"] = {"throughput": a["images_per_second"] / b["images_per_second"],
-                         "memory": a["peak_memory_bytes"] / max(1, b["peak_memory_bytes"])}
+        runs[other] = run_in_fresh_process({**common, "method": other, "method_kwargs": shared})
+    if compares:
+        a = runs[method]
+        out["ratios"] = {other: {"throughput": a["images_per_second"] / runs[other]["images_per_second"],
+                                 "memory": a["peak_memory_bytes"] / max(1, runs[other]["peak_memory_bytes"]),
+                                 "process_memory": a["process_peak_bytes"] / max(1, runs[other]["process_peak_bytes"])}
+                         for other in compares}
     return out
+
 
 
 def format_table(res: dict[str, Any]) -> str:
     """The human-readable table `ffvision bench` prints."""
     lines = [f"{res['model']}, batch {res['batch_size']}, {next(iter(res['runs'].values()))['device']}:",
-             f"  {'method':<8} {'img/s':>10} {'peak memory':>14}"]
+             f"  {'method':<14} {'img/s':>10} {'peak (tensors)':>16} {'peak (process)':>16}"]
     for name, r in res["runs"].items():
-        lines.append(f"  {name:<8} {r['images_per_second']:>10.1f} {r['peak_memory_bytes'] / 2**20:>11.1f} MiB")
-    if "ratios" in res:
-        names = list(res["runs"])
-        lines.append(f"  {names[0]}/{names[1]}: throughput x{res['ratios']['throughput']:.2f}, "
-                     f"peak memory x{res['ratios']['memory']:.2f}")
+        lines.append(f"  {name:<14} {r['images_per_second']:>10.1f} {r['peak_memory_bytes'] / 2**20:>12.1f} MiB "
+                     f"{r['process_peak_bytes'] / 2**20:>12.1f} MiB")
+    first = next(iter(res["runs"]))
+    for other, q in res.get("ratios", {}).items():
+        lines.append(f"  {first}/{other}: throughput x{q['throughput']:.2f}, peak memory x{q['memory']:.2f} "
+                     f"(process x{q['process_memory']:.2f})")
     return "\n".join(lines)
 
 

@@ -130,16 +130,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="training img/s and peak memory, optionally against backprop",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Measure training throughput and peak training memory of a method (each in a "
-                        "fresh process; CUDA: max_memory_allocated, CPU: peak RSS growth) and, with --compare, of "
-                        "another method on the same network, in one run.",
-                        epilog="example:\n  ffvision bench --method asge --model vgg8 --batch-size 128 --compare bp "
-                        "--json bench.json")
+                        description="Measure training throughput and peak training memory of a method (speed and "
+                        "memory each in a fresh process; memory both exactly, as the peak of bytes held by tensors "
+                        "in a step, and as the process's peak) and, with --compare, of other methods on the same "
+                        "network: bp, bp-checkpoint (backprop with per-layer activation checkpointing), bp-accum "
+                        "(backprop over 4 micro-batches, gradients accumulated).",
+                        epilog="example:\n  ffvision bench --method asge --model vgg8 --batch-size 128 --compare "
+                        "bp,bp-checkpoint,bp-accum --json bench.json")
     bn.add_argument("--method", default="asge", help="method to measure [default: asge]")
     bn.add_argument("--model", default="vgg8", help="architecture [default: vgg8]")
     bn.add_argument("--batch-size", type=int, default=128, help="batch size [default: 128]")
     bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
-    bn.add_argument("--compare", default=None, help="also measure this method on the same network (e.g. bp)")
+    bn.add_argument("--compare", default=None, help="also measure these (comma-separated) on the same network: "
+                    "bp, bp-checkpoint, bp-accum, or another method")
     bn.add_argument("--width-mult", type=float, default=None, help="channel width multiplier")
     bn.add_argument("--granularity", choices=["layer", "block", "stage"], default=None,
                     help="sff only: what one local block is [default: block]")
@@ -274,8 +277,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ffvision.models import list_models
 
     method_class(args.method)
-    if args.compare:
-        method_class(args.compare)
+    for other in (args.compare or "").split(","):
+        if other and other not in ("bp-checkpoint", "bp-accum"):
+            method_class(other)
     if args.model not in list_models():
         from ffvision.errors import unknown_name
 

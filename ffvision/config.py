@@ -64,6 +64,9 @@ class TrainConfig:
     warmup_epochs: float = opt(0.3, "linear learning-rate warm-up before the cosine, in epochs")
     scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")
 
+    memory_saving: str = opt("none", "bp only: none | checkpoint (per-layer activation checkpointing) | accumulate "
+                             "(4 micro-batches, gradients accumulated)")
+
     # --- label-in-the-input FF (ffcnn, hinton)
     labels: str | None = opt(None, "label encoding: fourier | morphological (ffcnn), onehot (hinton)")
     label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
@@ -219,7 +222,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean", None),
                "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", None),
                "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
-               "stem": ("auto", "imagenet", "cifar")}
+               "stem": ("auto", "imagenet", "cifar"),
+               "memory_saving": ("none", "checkpoint", "accumulate")}
     for k, allowed in choices.items():
         if getattr(cfg, k) not in allowed:
             raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")

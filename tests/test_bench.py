@@ -11,17 +11,21 @@ from test_cli import assert_one_line_error, run_cli
 def test_bench_compares_against_backprop_and_writes_json(capsys, tmp_path: Path):
     out = tmp_path / "bench.json"
     code, stdout, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
-                                "--batch-size", "16", "--compare", "bp", "--device", "cpu", "--steps", "2",
-                                "--warmup", "1", "--json", str(out))
+                                "--batch-size", "16", "--compare", "bp,bp-checkpoint,bp-accum", "--device", "cpu",
+                                "--steps", "2", "--warmup", "1", "--json", str(out))
     assert code == 0, err
     res = json.loads(out.read_text())
-    assert set(res["runs"]) == {"asge", "bp"}
+    assert set(res["runs"]) == {"asge", "bp", "bp-checkpoint", "bp-accum"}
     for r in res["runs"].values():
         assert r["images_per_second"] > 0 and r["peak_memory_bytes"] > 0 and r["device"] == "cpu"
+        assert r["process_peak_bytes"] > 0 and r["exact_breakdown"]["at_peak_parameter"] > 0
     a, b = res["runs"]["asge"], res["runs"]["bp"]
-    assert abs(res["ratios"]["throughput"] - a["images_per_second"] / b["images_per_second"]) < 1e-9
-    assert abs(res["ratios"]["memory"] - a["peak_memory_bytes"] / b["peak_memory_bytes"]) < 1e-9
-    assert "asge" in stdout and "bp" in stdout  # the printed table
+    assert abs(res["ratios"]["bp"]["throughput"] - a["images_per_second"] / b["images_per_second"]) < 1e-9
+    assert abs(res["ratios"]["bp"]["memory"] - a["peak_memory_bytes"] / b["peak_memory_bytes"]) < 1e-9
+    # the exact measure sees what checkpointing and micro-batching save
+    assert res["runs"]["bp-checkpoint"]["peak_memory_bytes"] < b["peak_memory_bytes"]
+    assert res["runs"]["bp-accum"]["peak_memory_bytes"] < b["peak_memory_bytes"]
+    assert "asge" in stdout and "bp-accum" in stdout  # the printed table
 
 
 def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):

@@ -155,3 +155,19 @@ def test_bf16_autocast_path(name):
     assert torch.isfinite(stats["loss_sum"])
     assert all(p.dtype == torch.float32 for p in m.parameters())  # master weights stay fp32
     assert m.predict(x).dtype == torch.float32
+
+
+def test_memory_saving_backprop_makes_the_same_update():
+    import copy
+
+    x, y = torch.rand(16, 1, 32, 32), torch.randint(0, 10, (16,))
+    ref = ffvision.create_method("bp", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0)
+    for variant in ("checkpoint", "accumulate"):
+        m = ffvision.create_method("bp", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0,
+                                   memory_saving=variant)
+        m.load_state_dict(ref.state_dict())
+        plain = copy.deepcopy(ref)
+        plain.build_optimizers()
+        a, b = plain.train_step(x, y), m.train_step(x, y)
+        assert torch.allclose(a["loss_sum"], b["loss_sum"], atol=1e-5)
+        assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(plain.parameters(), m.parameters())), variant

@@ -3,11 +3,19 @@
 The whole feature stack (the same convs, pooling, dropout and RMS normalisation as the FF
 methods) is one LocalBlock whose readout is a linear classifier on the pooled last layer, so
 backprop runs through exactly the machinery (trainer, checkpoints, metrics) the FF methods use.
+
+Two memory-saving variants are what a memory-bound user of backprop would run instead of a
+local method, so comparisons include them (`memory_saving`):
+  checkpoint  activation checkpointing per layer (torch.utils.checkpoint): only each layer's
+              input is kept; the backward pass recomputes the layer.
+  accumulate  the batch in four micro-batches, gradients accumulated, one optimizer step:
+              the same update (up to dropout draws) with a quarter of the activations.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from ffvision.core import LinearReadout, LocalBlock
@@ -16,17 +24,31 @@ from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
 from ffvision.models.tv import TV_ARCHS
 
+MEMORY_SAVING = ("none", "checkpoint", "accumulate")
+MICRO_BATCHES = 4
+
 
 class FeatureStack(nn.Module):
-    """Adapter: a model's `forward_features` as a module's forward."""
+    """Adapter: a model's `forward_features` as a module's forward (per-layer checkpointing optional)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, checkpoint: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.checkpoint = checkpoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's feature map."""
-        return self.net.forward_features(x)
+        if not (self.checkpoint and torch.is_grad_enabled()):
+            return self.net.forward_features(x)
+        x = self.net.stem(x)
+        for layer in self.net.layers:  # keep only each layer's input; recompute the layer in backward
+            x = torch.utils.checkpoint.checkpoint(_layer_and_transition, layer, x, use_reentrant=False)
+        return x
+
+
+def _layer_and_transition(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One layer and its transition (pool, dropout, RMS norm)."""
+    return layer.post(layer(x))
 
 
 @register_method
@@ -50,12 +72,17 @@ class Backprop(LocalMethod):
         init_weights: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 1e-3,
+        memory_saving: str = "none",
     ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         is_tv = model in TV_ARCHS
         net = build_model(model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
                           width_mult=width_mult, dropout=dropout, image_size=image_size, filters=filters)
-        self.lr, self.weight_decay = lr, weight_decay
+        if memory_saving not in MEMORY_SAVING:
+            raise ConfigError(f"memory_saving must be one of {', '.join(MEMORY_SAVING)}, got {memory_saving!r}")
+        if memory_saving == "checkpoint" and not hasattr(net, "layers"):
+            raise ConfigError(f"per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), not {model!r}")
+        self.lr, self.weight_decay, self.memory_saving = lr, weight_decay, memory_saving
         if init_weights:
             if not hasattr(net, "load_torchvision_weights"):
                 raise ConfigError(f"init_weights needs a torchvision model, not {model!r}")
@@ -64,8 +91,30 @@ class Backprop(LocalMethod):
             readout = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), net.classifier())
         else:
             readout = LinearReadout(net.num_features, num_classes)
-        self.blocks.append(LocalBlock(FeatureStack(net), readout))
+        self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=memory_saving == "checkpoint"), readout))
         self.build_optimizers()
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update; with memory_saving="accumulate" over micro-batches, gradients summed, one step."""
+        if self.memory_saving != "accumulate" or x.shape[0] < 2:
+            return super().train_step(x, y)
+        self.check_inputs(x, y)
+        self.set_train_mode()
+        opt, block, n = self.optimizers["block1"], self.blocks[0], y.shape[0]
+        opt.zero_grad(set_to_none=True)
+        loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
+        for xb, yb in zip(x.chunk(MICRO_BATCHES), y.chunk(MICRO_BATCHES)):
+            with self.autocast(xb):
+                o = block(self.prepare(xb), hand_off=False)
+                loss = block.local_loss(o.scores, yb)
+            (loss * (yb.shape[0] / n)).backward()  # the full batch's mean loss, accumulated
+            loss_sum = loss_sum + loss.detach().float() * yb.shape[0]
+            correct = correct + (o.scores.detach().argmax(1) == yb).sum()
+            del o, loss
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        layer_loss = (loss_sum / n).reshape(1)
+        return self.combine_stats({"layer_loss_sum": layer_loss * n, "layer_correct": correct.reshape(1)})
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
         """A single optimizer over the whole network."""
