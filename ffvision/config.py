@@ -60,6 +60,9 @@ class TrainConfig:
     head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
     head_init: str = opt("zeros", "ASGE heads' init: zeros | kaiming (official code) | default")
     heads_from: int = opt(2, "ASGE linear heads on layers heads_from..L (1-based)")
+    fused_readout: bool = opt(False, "ASGE: train each layer through one fused conv-ReLU-goodness-projection "
+                              "autograd step (the same gradients; on the CPU it needs more memory today, see "
+                              "docs/results.md)")
     min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
     warmup_epochs: float = opt(0.3, "linear learning-rate warm-up before the cosine, in epochs")
     scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")

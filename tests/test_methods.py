@@ -171,3 +171,26 @@ def test_memory_saving_backprop_makes_the_same_update():
         a, b = plain.train_step(x, y), m.train_step(x, y)
         assert torch.allclose(a["loss_sum"], b["loss_sum"], atol=1e-5)
         assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(plain.parameters(), m.parameters())), variant
+
+
+def test_fused_asge_readout_gives_the_unfused_loss_and_gradients():
+    x, y = torch.rand(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    a = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0)
+    b = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0,
+                               fused_readout=True)
+    b.load_state_dict(a.state_dict())
+    assert all(blk.fused for blk in b.blocks) and not any(blk.fused for blk in a.blocks)
+    h = a.prepare(x.requires_grad_())
+    for ba, bb in zip(a.blocks, b.blocks):
+        ba.train(), bb.train()
+        oa, ob = ba(h, hand_off=False), bb(h, hand_off=False)
+        la, lb = ba.local_loss(oa.scores, y), bb.local_loss(ob.scores, y)
+        ga = torch.autograd.grad(la, list(ba.body.parameters()))
+        gb = torch.autograd.grad(lb, list(bb.body.parameters()))
+        assert torch.allclose(la, lb, atol=1e-5) and torch.equal(oa.h.detach(), ob.h)
+        assert all(torch.allclose(p, q, rtol=1e-5, atol=1e-6) for p, q in zip(ga, gb))
+        assert not ob.h.requires_grad  # no gradient leaves the block through its output
+        h = ba.hand_off(oa)
+    # whole steps agree too, and nothing reaches the input
+    a.train_step(x, y), b.train_step(x, y)
+    assert all(torch.allclose(p, q, rtol=1e-4, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffvision.core.fused import conv_goodness
+
 
 class BlockOutput(NamedTuple):
     """What one block computes: feature map h (with graph), readout scores, detached output.
@@ -51,6 +53,7 @@ class LocalBlock(nn.Module):
         self.post = post if post is not None else nn.Identity()
         self.loss_fn = loss if loss is not None else F.cross_entropy
         self.device: torch.device | None = None  # set when blocks are pipelined over devices
+        self.fused = False  # training step through core/fused.py (conv -> ReLU -> spatial goodness), when set
 
     def forward(self, x: torch.Tensor | tuple, hand_off: bool = True) -> BlockOutput:
         """Run the body and readout; hand on post(h) without autograd history.
@@ -62,6 +65,10 @@ class LocalBlock(nn.Module):
         x = detach(x)
         if self.device is not None:  # pipelined: the previous block may live on another device
             x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
+        if self.fused and self.training and torch.is_grad_enabled() and torch.is_tensor(x):
+            h, scores = conv_goodness(self.body, self.readout, x)  # one autograd node, about half the memory
+            o = BlockOutput(h, scores, None)
+            return o._replace(out=self.hand_off(o)) if hand_off else o
         res = self.body(x)
         h, skip = res if isinstance(res, tuple) else (res, None)  # a (y, skip) pair inside a residual
         o = BlockOutput(h, self.readout(h), None, skip)

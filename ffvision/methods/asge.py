@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
+from ffvision.core.fused import fusable
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.registry import register_method
@@ -92,6 +93,7 @@ class ASGE(LocalMethod):
         head_init: str = "zeros",
         heads_from: int = 2,
         early_exit_thresholds: Sequence[float] = (0.5, 0.7, 0.9, 0.95, 0.99),
+        fused_readout: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
@@ -119,7 +121,10 @@ class ASGE(LocalMethod):
             grid = adaptive_grid(c, widest, int(info["size"]), alpha)
             self.grids.append(grid)
             readout = SpatialGoodnessReadout(c, grid, num_classes, seed=seed * 1009 + i)
-            self.blocks.append(LocalBlock(layer, readout, post=layer.post))
+            block = LocalBlock(layer, readout, post=layer.post)
+            # the fused training step (core/fused.py) needs the grid to tile the feature map exactly
+            block.fused = fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0
+            self.blocks.append(block)
         self.heads = Heads([LinearReadout(int(info["num_chs"]), num_classes, init=head_init)
                             for info in net.feature_info[heads_from - 1:]], first=heads_from - 1)
         self.build_optimizers()

@@ -1,0 +1,91 @@
+"""ASGE's conv -> ReLU -> spatial goodness -> fixed projection as one autograd function.
+
+A layer-local step needs only the weight gradient of its conv (its input is detached), and the
+readout's backward needs only h: with a = g R + b, g = patch-mean(h^2) and h = relu(conv(x)),
+
+    dL/dh   = 2 h * up(dL/dg) / |patch|,   dL/dg = dL/da R^T,
+    dL/dpre = dL/dh                          (h = 0 exactly where the ReLU is off),
+    dL/dW   = conv_weight_grad(x, dL/dpre),  dL/db = sum dL/dpre.
+
+So the function saves the conv input and h once and computes one h-sized gradient in the
+backward pass, where autograd's chain (conv, ReLU, square or norm, pooling, matmul) keeps h
+twice or more (ReLU's output, the readout's float32 copy) and a gradient per op. Measured on
+the CPU (docs/results.md) the peak is nevertheless higher than the unfused chain's: the
+peak moves into the backward pass, where the patch norms' and the convolution's own
+temporaries coincide with the saved tensors; so it is off by default (`fused_readout`). Under
+autocast the conv runs in the autocast dtype, goodness and projection in float32, as in the
+unfused path. Used by `LocalBlock` while training; evaluation and class activation maps use
+the plain modules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffvision.core.readouts import SpatialGoodnessReadout
+
+
+def _patch_view(h: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, H, W) as (B, C, P, H/P, P, W/P)."""
+    b, c, height, width = h.shape
+    return h.unflatten(2, (p, height // p)).unflatten(4, (p, width // p))
+
+
+class _ConvGoodness(torch.autograd.Function):
+    """h = relu(conv(x)), scores = patch-mean(h^2) R + b; gradients for the conv weight and bias only."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                projection: torch.Tensor, proj_bias: torch.Tensor, grid: int, padding: int,
+                dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+        cdt = dtype or x.dtype
+        xc, wc = x.to(cdt), weight.to(cdt)
+        bc = bias.to(cdt) if bias is not None else None
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h = F.conv2d(xc, wc, bc, padding=padding).relu_()  # (B, C, H, W)
+            area = (h.shape[2] // grid) * (h.shape[3] // grid)
+            g = torch.linalg.vector_norm(_patch_view(h, grid), dim=(3, 5), dtype=torch.float32).square() / area
+            scores = torch.addmm(proj_bias, g.flatten(1), projection)  # (B, N), float32
+        ctx.save_for_backward(xc, h, wc, projection)
+        ctx.grid, ctx.padding, ctx.area = grid, padding, area
+        ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
+        ctx.mark_non_differentiable(h)
+        return h, scores
+
+    @staticmethod
+    def backward(ctx: Any, _dh: torch.Tensor, dscores: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xc, h, wc, projection = ctx.saved_tensors
+        b, c = h.shape[:2]
+        p = ctx.grid
+        dg = (dscores.float() @ projection.T).view(b, c, p, 1, p, 1) * (2.0 / ctx.area)  # (B, C, P, 1, P, 1)
+        dpre = (_patch_view(h, p) * dg.to(h.dtype)).view_as(h)  # zero where the ReLU was off
+        _, dw, db = torch.ops.aten.convolution_backward(
+            dpre, xc, wc, [c] if ctx.has_bias else None, [1, 1], [ctx.padding, ctx.padding], [1, 1], False,
+            [0, 0], 1, [False, True, ctx.has_bias])
+        dw = dw.to(ctx.weight_dtype)
+        db = db.to(ctx.weight_dtype) if ctx.has_bias else None
+        return None, dw, db, None, None, None, None, None
+
+
+def fusable(body: nn.Module, readout: nn.Module) -> bool:
+    """Whether (body, readout) is a stride-1 conv + ReLU layer under a spatial goodness readout that tiles exactly."""
+    conv = getattr(body, "conv", None)
+    return (isinstance(readout, SpatialGoodnessReadout) and isinstance(conv, nn.Conv2d)
+            and isinstance(getattr(body, "act", None), nn.ReLU) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.padding == (conv.kernel_size[0] // 2,) * 2)
+
+
+def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout,
+                  x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, scores) of a fusable layer: h without autograd history, scores differentiable in the conv's weights."""
+    conv = body.conv
+    if x.shape[2] % readout.grid or x.shape[3] % readout.grid:
+        raise ValueError("the feature map does not tile into the readout's grid")
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+    return _ConvGoodness.apply(x, conv.weight, conv.bias, readout.projection, readout.bias, readout.grid,
+                               conv.padding[0], dtype)
