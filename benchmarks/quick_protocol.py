@@ -48,6 +48,13 @@ RUNS = {
     "hinton-paper-recipe": {"recipe": "hinton-fmnist", **FF28},
     "ffcnn-paper-recipe": {"recipe": "ffcnn-fmnist", "filters": 32, **FF28},
     "bp-mlp": {"method": "bp", "model": "mlp", **FF28},
+    # issue 12: the best validated FF-CNN loss (softmax over every label's goodness, ~4x the training cost)
+    "ffcnn-fourier-ce": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "fourier", "ff_loss": "ce",
+                         **FF28},
+    "ffcnn-morphological-ce": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological",
+                               "ff_loss": "ce", **FF28},
+    # the hinton-fmnist recipe as written (batch 100), for full-data runs: --train-subset 50000 --epochs E
+    "hinton-recipe-full": {"recipe": "hinton-fmnist", "batch_size": 100, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
     "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
     "sff-resnet18-layer": {"method": "sff", "model": "resnet18", "granularity": "layer", "width_mult": 1.0},
