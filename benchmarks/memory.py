@@ -1,0 +1,51 @@
+"""Exact peak training memory (bytes held by tensors in one step) of ASGE against backprop's variants.
+
+Each row runs `ffvision.bench.measure(..., what="memory")` (torch's allocation records over one
+training step after a warm-up step), VGG8 at batch 128 on 1x32x32 inputs, 10 classes:
+
+    python benchmarks/memory.py --width-mult 0.25 --json benchmarks/results/memory-vgg8-w0.25-b128.json
+    python benchmarks/memory.py --width-mult 1 --rows asge,bp,bp-checkpoint,bp-accum
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+from ffvision.bench import measure
+
+ROWS = {"asge": ("asge", {}), "asge-fused": ("asge", {"fused_readout": True}), "bp": ("bp", {}),
+        "bp-checkpoint": ("bp-checkpoint", {}), "bp-accum": ("bp-accum", {})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--width-mult", type=float, default=0.25)
+    ap.add_argument("--model", default="vgg8")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    base = {"model": args.model, "batch_size": args.batch_size, "device": "cpu", "in_channels": 1, "image_size": 32,
+            "num_classes": 10, "steps": 1, "warmup": 1, "amp": "off", "channels_last": False, "compile": False,
+            "what": "memory"}
+    out = {"model": args.model, "width_mult": args.width_mult, "batch_size": args.batch_size,
+           "machine": platform.processor() or platform.machine(), "rows": {}}
+    for name in args.rows.split(","):
+        method, extra = ROWS[name]
+        r = measure({**base, "method": method, "method_kwargs": {"width_mult": args.width_mult, **extra}})
+        out["rows"][name] = r
+        print(f"{name:<14} {r['peak_memory_bytes'] / 2**20:8.1f} MiB exact, {r['process_peak_bytes'] / 2**20:8.1f} "
+              "MiB process", flush=True)
+    if "bp" in out["rows"]:
+        ref = out["rows"]["bp"]["peak_memory_bytes"]
+        out["ratio_to_bp"] = {k: v["peak_memory_bytes"] / ref for k, v in out["rows"].items()}
+        print(" ".join(f"{k} {v:.3f}x" for k, v in out["ratio_to_bp"].items()))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
