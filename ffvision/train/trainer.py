@@ -8,16 +8,12 @@ only at the log interval and at the end of an epoch.
 from __future__ import annotations
 
 import copy
-import json
 import math
-import random
-import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
@@ -29,76 +25,11 @@ from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 from ffvision.train.checkpoint import load_method_state, save_checkpoint
 from ffvision.train.devices import cpu_has_native_bf16, resolve_device
+from ffvision.train.evaluation import evaluate, select_strategy
+from ffvision.train.outputs import RunLog, SigintHandler
+from ffvision.train.rngstate import rng_state, set_rng_state
+from ffvision.train.samplers import EpochSampler, ShardSampler
 from ffvision.train.schedule import WarmupCosine
-
-
-class EpochSampler(Sampler[int]):
-    """This rank's share of a permutation fixed by (seed, epoch), from position `start` on.
-
-    Deriving the order from the epoch number (not from a running generator) is what lets a
-    resumed run see exactly the batches an uninterrupted one would. With several ranks it
-    shards like torch's DistributedSampler (padded to a multiple of the world size, rank r
-    takes every world_size-th index), so the ranks' batches of step t together are the
-    single-process batch of step t.
-    """
-
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
-        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
-        self.rank, self.world_size = rank, world_size
-        self.per_rank = math.ceil(n / world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        """Indices of this rank for this epoch from position `start` on."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
-        pad = self.per_rank * self.world_size - self.n
-        if pad:
-            perm = torch.cat([perm, perm[:pad]])
-        return iter(perm[self.rank::self.world_size][self.start:].tolist())
-
-    def __len__(self) -> int:
-        """Number of indices still to come this epoch on this rank."""
-        return self.per_rank - self.start
-
-
-class ShardSampler(Sampler[int]):
-    """Evaluation: rank r takes indices r, r + W, ... so every sample is seen exactly once."""
-
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
-        self.indices = range(rank, n, world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        """This rank's indices, in order."""
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        """How many samples this rank evaluates."""
-        return len(self.indices)
-
-
-def _rng_state() -> dict[str, Any]:
-    """All RNG states, in types that weights_only loading accepts."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what _rng_state saved."""
-    torch.set_rng_state(state["torch"])
-    random.setstate(_tuples(state["python"]))
-    n = state["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tuples(x: Any) -> Any:
-    """Lists back to tuples (random.setstate needs tuples; serialisation may give lists)."""
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 class Trainer:
@@ -136,6 +67,7 @@ class Trainer:
                               f"{self.dist.world_size} processes")
         self.batch_size = cfg.batch_size // self.dist.world_size  # per process
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.log = RunLog(self.run_dir) if self.run_dir is not None else None
         self.meta = meta or {}
         self.callbacks = callbacks or []  # called after every step with the trainer
         self.show_progress = show_progress
@@ -202,7 +134,7 @@ class Trainer:
             "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
             "first_loss": self.first_loss, "warnings": list(self.warnings),
-            "rng": dist.gather_objects(_rng_state()),  # one state per rank (a collective)
+            "rng": dist.gather_objects(rng_state()),  # one state per rank (a collective)
         }
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
@@ -290,12 +222,12 @@ class Trainer:
                 sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
             self._pending_sched = None
         if getattr(self, "_pending_rng", None) is not None:
-            _set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
+            set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
             self._pending_rng = None
         if self.run_dir is not None and not cfg.dry_run and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._rewrite_metrics()
-        handler = _SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
+            self.log.rewrite(self.history)
+        handler = SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
         self._snapshot()
         try:
             while self.epoch < cfg.epochs:
@@ -428,14 +360,12 @@ class Trainer:
             self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"], "strategy": strategy}
         if self.run_dir is not None:
             if self.dist.is_main:
-                with open(self.run_dir / "metrics.jsonl", "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                self._tensorboard(record)
+                self.log.append(record)
             if improved:
                 self.save("best.pt")
             self.save("last.pt")
             if self.dist.is_main:
-                self._plot()
+                self.log.plot(self.history)
         by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
         if self.dist.is_main:
             tqdm.write(f"epoch {record['epoch']}/{self.cfg.epochs}  loss {train_loss:.4f}  "
@@ -459,93 +389,3 @@ class Trainer:
         if not self.dist.is_main:
             return True
         return None if self.show_progress is None else not self.show_progress
-
-    def _rewrite_metrics(self) -> None:
-        """metrics.jsonl = the history of this checkpoint (drops epochs after a resumed one)."""
-        with open(self.run_dir / "metrics.jsonl", "w") as fh:
-            for rec in self.history:
-                fh.write(json.dumps(rec) + "\n")
-
-    def _tensorboard(self, record: dict[str, Any]) -> None:
-        """Per-epoch scalars to RUN_DIR/tensorboard when the tensorboard package is installed."""
-        if getattr(self, "_tb", None) is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # optional dependency: pip install tensorboard
-                self._tb = False
-                return
-            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-        if self._tb is False:
-            return
-        e = record["epoch"]
-        self._tb.add_scalar("train/loss", record["train_loss"], e)
-        self._tb.add_scalar("train/accuracy", record["train_accuracy"], e)
-        for k, v in record["val_accuracy_by_strategy"].items():
-            self._tb.add_scalar(f"val/{k}", v, e)
-        for i, v in enumerate(record["val_layer_accuracy"]):
-            self._tb.add_scalar(f"val_layer/{i + 1}", v, e)
-        self._tb.flush()
-
-    def _plot(self) -> None:
-        """curves.png (matplotlib is optional at run time; a failure never stops training)."""
-        try:
-            from ffvision.viz.curves import plot_curves
-
-            plot_curves(self.history, self.run_dir / "curves.png")
-        except ImportError:
-            pass
-
-
-def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str) -> str:
-    """The strategy a run reports: `wanted`, or with "auto" the best on validation (ties: the method's default)."""
-    if wanted != "auto":
-        return wanted
-    return max(val_by_strategy, key=lambda k: (val_by_strategy[k], k == default))
-
-
-@torch.no_grad()
-def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc: str = "eval",
-             max_batches: int | None = None, disable_progress: bool | None = None,
-             select: bool = False) -> dict[str, float]:
-    """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n (select: validation)."""
-    sums: dict[str, torch.Tensor] = {}
-    n = 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
-    # Without a terminal tqdm is silent: a line every 30 s says the evaluation is alive (log files).
-    lines = disable_progress is None and bar.disable and dist.current().is_main
-    total = len(loader.dataset) if max_batches is None else min(len(loader.dataset), max_batches * loader.batch_size)
-    start = last = time.perf_counter()
-    for i, (x, y) in enumerate(bar):
-        if max_batches is not None and i >= max_batches:
-            break
-        x, y = to_device(x, y)
-        for k, v in method.eval_counts(x, y, select).items():
-            sums[k] = sums[k] + v if k in sums else v
-        n += y.shape[0]
-        if lines and time.perf_counter() - last > 30:
-            last = time.perf_counter()
-            print(f"{desc}: {n}/{total} images, {n / (last - start):.0f} img/s", flush=True)
-    keys = list(sums)
-    device = next(iter(sums.values())).device if sums else torch.device("cpu")
-    total = torch.stack([sums[k].float() for k in keys] + [torch.tensor(float(n), device=device)])
-    values = dist.all_reduce_sum(total).cpu().tolist()  # every rank evaluated its own shard
-    n_all = values.pop()
-    return {k: v / max(n_all, 1) for k, v in zip(keys, values)}
-
-
-class _SigintHandler:
-    """First Ctrl-C: finish the step, save last.pt, exit cleanly. Second: stop at once."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.trainer._stop:
-            raise KeyboardInterrupt
-        tqdm.write("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
-        self.trainer.request_stop()
-
-    def restore(self) -> None:
-        """Put the previous handler back."""
-        signal.signal(signal.SIGINT, self.previous)

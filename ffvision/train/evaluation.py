@@ -1,0 +1,50 @@
+"""Evaluation: on-device counts of every strategy over a loader, and the strategy a run reports."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ffvision.methods.base import LocalMethod
+from ffvision.train import distributed as dist
+
+
+def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str) -> str:
+    """The strategy a run reports: `wanted`, or with "auto" the best on validation (ties: the method's default)."""
+    if wanted != "auto":
+        return wanted
+    return max(val_by_strategy, key=lambda k: (val_by_strategy[k], k == default))
+
+
+@torch.no_grad()
+def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc: str = "eval",
+             max_batches: int | None = None, disable_progress: bool | None = None,
+             select: bool = False) -> dict[str, float]:
+    """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n (select: validation)."""
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
+    # Without a terminal tqdm is silent: a line every 30 s says the evaluation is alive (log files).
+    lines = disable_progress is None and bar.disable and dist.current().is_main
+    total = len(loader.dataset) if max_batches is None else min(len(loader.dataset), max_batches * loader.batch_size)
+    start = last = time.perf_counter()
+    for i, (x, y) in enumerate(bar):
+        if max_batches is not None and i >= max_batches:
+            break
+        x, y = to_device(x, y)
+        for k, v in method.eval_counts(x, y, select).items():
+            sums[k] = sums[k] + v if k in sums else v
+        n += y.shape[0]
+        if lines and time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            print(f"{desc}: {n}/{total} images, {n / (last - start):.0f} img/s", flush=True)
+    keys = list(sums)
+    device = next(iter(sums.values())).device if sums else torch.device("cpu")
+    total = torch.stack([sums[k].float() for k in keys] + [torch.tensor(float(n), device=device)])
+    values = dist.all_reduce_sum(total).cpu().tolist()  # every rank evaluated its own shard
+    n_all = values.pop()
+    return {k: v / max(n_all, 1) for k, v in zip(keys, values)}

@@ -1,0 +1,73 @@
+"""What a run writes as it goes: metrics.jsonl, TensorBoard scalars, curves.png; and the Ctrl-C handler."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+
+class RunLog:
+    """RUN_DIR/metrics.jsonl (one record per epoch), tensorboard/ when installed, curves.png."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self._tb: Any = None
+
+    def rewrite(self, history: list[dict[str, Any]]) -> None:
+        """metrics.jsonl = this history (drops epochs after a resumed checkpoint's)."""
+        with open(self.run_dir / "metrics.jsonl", "w") as fh:
+            for rec in history:
+                fh.write(json.dumps(rec) + "\n")
+
+    def append(self, record: dict[str, Any]) -> None:
+        """One epoch's record to metrics.jsonl and, if the tensorboard package is installed, TensorBoard."""
+        with open(self.run_dir / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional dependency: pip install tensorboard
+                self._tb = False
+            else:
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        if self._tb is False:
+            return
+        e = record["epoch"]
+        self._tb.add_scalar("train/loss", record["train_loss"], e)
+        self._tb.add_scalar("train/accuracy", record["train_accuracy"], e)
+        for k, v in record["val_accuracy_by_strategy"].items():
+            self._tb.add_scalar(f"val/{k}", v, e)
+        for i, v in enumerate(record["val_layer_accuracy"]):
+            self._tb.add_scalar(f"val_layer/{i + 1}", v, e)
+        self._tb.flush()
+
+    def plot(self, history: list[dict[str, Any]]) -> None:
+        """curves.png (matplotlib is optional at run time; a failure never stops training)."""
+        try:
+            from ffvision.viz.curves import plot_curves
+
+            plot_curves(history, self.run_dir / "curves.png")
+        except ImportError:
+            pass
+
+
+class SigintHandler:
+    """First Ctrl-C: finish the step, save last.pt, exit cleanly. Second: stop at once."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.trainer._stop:
+            raise KeyboardInterrupt
+        tqdm.write("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
+        self.trainer.request_stop()
+
+    def restore(self) -> None:
+        """Put the previous handler back."""
+        signal.signal(signal.SIGINT, self.previous)
