@@ -224,3 +224,16 @@ def test_labels_command(tmp_path: Path, capsys):
 def test_bad_label_intensity_is_one_line(fast_cfg: dict, capsys):
     code, _, err = run_cli(capsys, "train", "--method", "ffcnn", "--label-intensity", "1.5", *flags(fast_cfg))
     assert_one_line_error(code, err, r"label_intensity K must be in \[0, 1\]")
+
+
+def test_dry_run_prints_a_recipe(fast_cfg: dict, capsys, tmp_path: Path):
+    import yaml
+
+    code, out, err = run_cli(capsys, "train", "--method", "bp", "--dry-run", *flags(fast_cfg))
+    assert code == 0, err
+    recipe = yaml.safe_load(out.split("# the resolved config (a recipe for --config):")[1].split("dry run OK")[0])
+    assert recipe["method"] == "bp" and recipe["model"] == "vgg8" and "labels" not in recipe  # only bp's options
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    cfg = {k: v for k, v in fast_cfg.items() if k != "out"}
+    code, _, err = run_cli(capsys, "train", "--config", str(tmp_path / "r.yaml"), "--dry-run", *flags(cfg))
+    assert code == 0, err  # the printed config is a valid recipe

@@ -112,8 +112,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     if cfg.dry_run:
         test = trainer.evaluate(data.test, "test", max_batches=1)
         if info.is_main:
-            print(f"dry run OK: one train step, one validation and one test batch "
-                  f"(val {trainer.history[-1]['val']}, test {test})")
+            import yaml
+
+            used = {k: v for k, v in used_config(cfg).items() if k not in ("dry_run", "out", "force")}
+            print("# the resolved config (a recipe for --config):")
+            print(yaml.safe_dump(used, sort_keys=False, default_flow_style=None).rstrip())
+            accs = {k.split("/", 1)[1]: round(v, 4) for k, v in test.items() if k.startswith("strategy/")}
+            print(f"dry run OK: one train step, one validation and one test batch (test batch accuracy {accs})")
         return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
     barrier()
     best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
