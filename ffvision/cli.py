@@ -66,15 +66,23 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                            metavar=name.upper())
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where the help is, not the whole usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print `prog: error: message (see prog --help)` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of all subcommands."""
     from ffvision import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ffvision", description="Train convolutional networks without end-to-end backpropagation "
         "(ASGE and other Forward-Forward methods) and compare them with backprop.")
     parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a network", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train with a local-learning method (or backprop). Precedence: defaults < "

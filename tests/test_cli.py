@@ -237,3 +237,11 @@ def test_dry_run_prints_a_recipe(fast_cfg: dict, capsys, tmp_path: Path):
     cfg = {k: v for k, v in fast_cfg.items() if k != "out"}
     code, _, err = run_cli(capsys, "train", "--config", str(tmp_path / "r.yaml"), "--dry-run", *flags(cfg))
     assert code == 0, err  # the printed config is a valid recipe
+
+
+def test_argparse_errors_are_one_line_with_a_pointer_to_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--epochs", "abc"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "usage" not in err
+    assert "invalid int value: 'abc'" in err and "ffvision train --help" in err
