@@ -111,14 +111,19 @@ def test_bp_is_one_block_that_trains_everything():
 def test_early_exit():
     confident = torch.tensor([[10.0, 0.0], [0.0, 0.1]])  # sample 0 confident at layer 1
     late = torch.tensor([[0.0, 10.0], [0.0, 10.0]])
-    pred, used = early_exit([confident, late], threshold=0.9)
+    pred, used = early_exit([confident, late], threshold=0.9, num_layers=2)
     assert pred.tolist() == [0, 1] and used.tolist() == [1, 2]
-    pred, used = early_exit([confident, late], threshold=1.0)  # never confident: last layer
+    pred, used = early_exit([confident, late], threshold=1.0, num_layers=2)  # never confident: last layer
     assert used.tolist() == [2, 2]
     m = ffvision.create_method("asge", **SMALL)
-    x, _ = batch()
+    x, y = batch()
     p, u = m.predict_early_exit(x, threshold=1e-6)
     assert (u == 1).all() and p.shape == (8,)
+    # the stopping inference and the evaluation counters are one rule: the same predictions and layers
+    for t in (0.5, 0.9):
+        p, u = m.predict_early_exit(x, threshold=t)
+        counts = m.eval_counts(x, y)
+        assert counts[f"early-exit/{t:g}/accuracy"] == (p == y).sum() and counts[f"early-exit/{t:g}/layers"] == u.sum()
 
 
 def test_strategy_info_counts_parameters():

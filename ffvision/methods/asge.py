@@ -15,7 +15,7 @@ Prediction strategies: `last` (argmax a_L), `goodness-sum` (argmax sum_l a_l), `
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,18 +53,29 @@ class Heads(nn.ModuleList):
         return logits
 
 
-def early_exit(layer_scores: Sequence[torch.Tensor], threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def early_exit(layer_scores: Iterable[torch.Tensor], threshold: float, num_layers: int,
+               stop: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Predict with the first layer whose max softmax probability reaches `threshold`.
 
-    Returns (predictions (B,), layers used (B,), 1-based). Samples that are never confident
-    use the last layer.
+    `layer_scores` yields each layer's scores (B, N) in order (a generator runs layers lazily);
+    with `stop`, iteration ends once every sample has exited (one host sync per layer: for
+    inference, not for on-device evaluation). Returns (predictions (B,), layers used (B,),
+    1-based); samples never confident use the last layer.
     """
-    probs = torch.stack([s.float().softmax(dim=1) for s in layer_scores])  # (L, B, N)
-    conf, pred = probs.max(dim=2)  # (L, B)
-    confident = conf >= threshold
-    confident[-1] = True
-    first = confident.to(torch.uint8).argmax(dim=0)  # index of the first confident layer, (B,)
-    return pred.gather(0, first[None]).squeeze(0), first + 1
+    pred = used = pending = None
+    for i, s in enumerate(layer_scores):
+        conf, p = s.float().softmax(1).max(1)
+        if pred is None:
+            pred, used = torch.zeros_like(p), torch.zeros_like(p)
+            pending = torch.ones_like(p, dtype=torch.bool)
+        done = pending & ((conf >= threshold) | (i == num_layers - 1))
+        pred, used = torch.where(done, p, pred), torch.where(done, i + 1, used)
+        pending = pending & ~done
+        if stop and not bool(pending.any()):
+            break
+    if pred is None:
+        raise ValueError("early_exit needs at least one layer's scores")
+    return pred, used
 
 
 @register_method
@@ -174,7 +185,7 @@ class ASGE(LocalMethod):
         counts = super().score_counts(scores, y)
         layer_scores = [s for k, s in scores.items() if k.startswith("layer/")]
         for t in self.early_exit_thresholds:
-            pred, used = early_exit(layer_scores, t)
+            pred, used = early_exit(layer_scores, t, len(layer_scores))
             counts[f"early-exit/{t:g}/accuracy"] = (pred == y).sum()
             counts[f"early-exit/{t:g}/layers"] = used.sum()
         return counts
@@ -187,17 +198,7 @@ class ASGE(LocalMethod):
         """
         self.check_inputs(x)
         self.eval()
-        pred = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        used = torch.zeros_like(pred)
-        pending = torch.ones_like(pred, dtype=torch.bool)
-        for i, o in enumerate(self.iter_outputs(x)):
-            conf, p = o.scores.float().softmax(1).max(1)
-            done = pending & ((conf >= threshold) | (i == len(self.blocks) - 1))
-            pred[done], used[done] = p[done], i + 1
-            pending &= ~done
-            if not pending.any():  # one host sync per layer, only at inference
-                break
-        return pred, used
+        return early_exit((o.scores for o in self.iter_outputs(x)), threshold, len(self.blocks), stop=True)
 
     def strategy_info(self) -> dict[str, dict[str, int]]:
         """Trainable parameters and layers each strategy needs."""
