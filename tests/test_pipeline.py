@@ -49,13 +49,33 @@ def test_pipeline_matches_sequential_micro_batching(name, kw, devices):
 def test_pipeline_refuses_what_it_cannot_run():
     with pytest.raises(ConfigError, match="single block"):
         PipelineRunner(ffvision.create_method("bp", **CFG), parse_devices("cpu,cpu"))
-    with pytest.raises(ConfigError, match="cannot be pipelined"):
-        PipelineRunner(ffvision.create_method("ffcnn", num_classes=10, in_channels=1, image_size=16, filters=4),
-                       parse_devices("cpu,cpu"))
     with pytest.raises(ConfigError, match="at least two devices"):
         parse_devices("cpu")
     with pytest.raises(ConfigError, match="(CUDA is not available|unknown device)"):
         parse_devices("cpu,cuda:3" if not torch.cuda.is_available() else "cpu,tpu:0")
+
+
+def test_ff_runs_through_the_same_block_loop_and_pipelines():
+    """FF-CNN's positive/negative batch goes through the common block loop: pipelined over two CPU stages,
+    its blocks get exactly the updates of the sequential schedule (uniform negatives: the same draws)."""
+    cfg = {"num_classes": 10, "in_channels": 1, "image_size": 16, "filters": 4, "negatives": "uniform"}
+    torch.manual_seed(0)
+    seq = ffvision.create_method("ffcnn", **cfg)
+    torch.manual_seed(0)
+    pipe = ffvision.create_method("ffcnn", **cfg)
+    runner = PipelineRunner(pipe, parse_devices("cpu,cpu"), micro_batches=2)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x, y = torch.rand(16, 1, 16, 16, generator=g), torch.randint(0, 10, (16,), generator=g)
+        torch.manual_seed(5)
+        for xb, yb in zip(x.chunk(2), y.chunk(2)):
+            s_seq = seq.train_step(xb, yb)
+        torch.manual_seed(5)
+        s_pipe = runner.train_step(x, y)
+    a, b = seq.blocks.state_dict(), pipe.blocks.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-5) for k in a)
+    assert s_pipe["layer_correct"].shape == s_seq["layer_correct"].shape == (3,)
+    assert float(s_pipe["layer_correct"].sum()) <= 16 * 3
 
 
 def test_pipelined_training_from_the_command_line(fast_cfg, capsys):
@@ -70,3 +90,10 @@ def test_pipelined_training_from_the_command_line(fast_cfg, capsys):
                  *argv]) == 0
     summary = json.loads((Path(fast_cfg["out"]) / "summary.json").read_text())
     assert summary["config"]["pipeline_devices"] == "cpu,cpu" and 0 <= summary["test_accuracy"] <= 1
+    for method, extra in (("ffcnn", ["--filters", "4", "--model", "ffcnn3"]), ("hinton", ["--model", "mlp"])):
+        out = Path(fast_cfg["out"]).with_name(f"pipe-{method}")
+        args = [a for a in argv if a not in ("--width-mult", "0.125")]
+        args[args.index("--out") + 1] = str(out)
+        assert main(["train", "--method", method, "--pipeline-devices", "cpu,cpu", *extra, *args]) == 0
+        assert set(json.loads((out / "summary.json").read_text())["test_accuracy_by_strategy"]) == {"goodness",
+                                                                                                    "probe"}

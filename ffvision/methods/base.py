@@ -128,7 +128,19 @@ class LocalMethod(nn.Module):
             self._update(f"block{i + 1}", loss)
         with self.autocast(o.h):
             o = o._replace(out=block.hand_off(o))
-        return o, loss.detach().float(), (o.scores.detach().argmax(1) == y).sum()
+        return o, loss.detach().float(), self.block_correct(o.scores.detach(), y)
+
+    def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """How many samples a block's scores get right (argmax against the labels by default)."""
+        return (scores.argmax(1) == y).sum()
+
+    def begin_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """(first block's input, the targets every block's loss sees, extra stats) of one step.
+
+        The identity by default; FF methods build their positive and negative inputs here, so
+        every method runs through the same block loop (`local_updates`, and the pipeline).
+        """
+        return self.prepare(x), y, {}
 
     def keep(self, o: BlockOutput) -> Any:
         """What `finish_update` needs from each block's output (nothing by default)."""
@@ -139,13 +151,12 @@ class LocalMethod(nn.Module):
         return {}
 
     def local_updates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], dict[str, torch.Tensor]]:
-        """One local update of every block in order; stats stay on the device (no host sync).
+        """One local update of every block in order, from its prepared input; stats stay on the device.
 
         Returns keep(output) of every block: holding whole outputs would keep every layer's
         activations alive at once, which is exactly the memory FF saves.
         """
         kept, losses, correct = [], [], []
-        x = self.prepare(x)
         for i in range(len(self.blocks)):
             o, loss, right = self.block_update(i, x, y)
             losses.append(loss)
@@ -188,7 +199,11 @@ class LocalMethod(nn.Module):
         """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
         self.check_inputs(x, y)
         self.set_train_mode()
-        kept, stats = self.local_updates(x, y)
+        n = y.shape[0]
+        h, target, extra = self.begin_step(x, y)
+        kept, stats = self.local_updates(h, target)
+        stats["layer_loss_sum"] = stats["layer_loss_sum"] / target.shape[0] * n  # per image of the batch
+        stats.update(extra)
         stats.update(self.finish_update(kept, y))
         return self.combine_stats(stats)
 

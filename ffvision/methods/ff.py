@@ -41,7 +41,7 @@ Prediction:
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +90,6 @@ class GoodnessFF(LocalMethod):
 
     strategies = ("goodness", "probe")
     default_strategy = "goodness"
-    supports_pipeline = False  # positive, negative and neutral passes: its own train_step
     default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
     native_image_size = True  # no pooling to feed: 28-px MNIST-family images are not upscaled (1.3x fewer pixels)
 
@@ -166,6 +165,7 @@ class GoodnessFF(LocalMethod):
             out_size = size // 2 if info["pool"] else size
             probe_dims.append(c * min(probe_grid, out_size) ** 2)
         self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
+        self.frozen = set(range(n_layers)) - set(self.trained)  # a fixed (random) layer 1 learns nothing
         # Goodness inference sums layers vote_from..vote_to. An end that is not given is chosen on the
         # validation split after every epoch (all layers until then); the range is a buffer, so
         # checkpoints carry the choice.
@@ -208,53 +208,56 @@ class GoodnessFF(LocalMethod):
         """The probe on the activities of a neutral-label input, (B, N)."""
         return self.probe(self.probe_features(x))
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Neutral pass (probe update, hard negatives), then positive and negative pass (one batch of 2B)."""
-        self.check_inputs(x, y)
-        self.set_train_mode()
+    def begin_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Neutral pass (probe update, hard negatives), then the block loop's input: [positives; negatives].
+
+        symba / bce: ((1+k)B rows: the true label, then k wrong ones; target 1 / 0 per row).
+        ce: every class's label on every image (class-major, N*B rows; target: the labels) - or
+        the images alone when layer 1 is fixed and affine (block_update then uses its linearity).
+        """
         n = y.shape[0]
         with torch.no_grad():
             feats = self.probe_features(x)
         logits = self.unit("probe", self.probe)(feats)
         probe_loss = F.cross_entropy(logits, y)
         self._update("probe", probe_loss)
-        if self.ff_loss == "ce":  # every class's label on every image, class-major (N*B, ...)
-            h, target = self._all_label_input(x), y
+        extra = {"probe_loss_sum": probe_loss.detach() * n, "correct": (logits.detach().argmax(1) == y).sum()}
+        if self.ff_loss == "ce":
+            return self._all_label_input(x), y, extra
+        k = self.num_negatives
+        if self.negatives == "hard":  # the network's own belief before this step, never the true label
+            y_neg = hard_negative_labels(y, logits, k=k)  # (B, k), distinct wrong labels
         else:
-            k = self.num_negatives
-            if self.negatives == "hard":  # the network's own belief before this step, never the true label
-                y_neg = hard_negative_labels(y, logits, k=k)  # (B, k), distinct wrong labels
-            else:
-                y_neg = negative_labels(y, self.num_classes, k=k)
-            h = self.prepare(torch.cat([self.labels.encode(x, y)]
-                                       + [self.labels.encode(x, y_neg[:, j]) for j in range(k)]))  # ((1+k)B, ...)
-            target = torch.cat([torch.ones(n, device=x.device), torch.zeros(k * n, device=x.device)])
-        losses, correct = [], []
-        for i, block in enumerate(self.blocks):
-            trains = i in self.trained
-            with torch.set_grad_enabled(trains), self.autocast(h):
-                if i == 0 and self.ff_loss == "ce" and not trains and h.shape[0] == n:
-                    # layer 1 is fixed: its response to all N labels from its linearity (h holds the images)
-                    h1 = self._first_layer_all_labels(x, torch.arange(self.num_classes, device=x.device))
-                    o = BlockOutput(h1, block.readout(h1), None)
-                    o = o._replace(out=block.hand_off(o))
-                else:
-                    o = self.unit(f"block{i + 1}", block)(h)
-                loss = block.local_loss(o.scores.float(), target)
-            if trains:
-                self._update(f"block{i + 1}", loss)
-            losses.append(loss.detach())
-            if self.ff_loss == "ce":  # images whose true label has the largest goodness of all N
-                correct.append((o.scores.detach().view(-1, n).argmax(0) == y).float().sum())
-            else:  # images whose positive beats all their negatives
-                pos, *negs = o.scores.detach().chunk(1 + self.num_negatives)
-                correct.append((pos > torch.stack(negs).amax(0)).float().sum())
-            h = o.out
-        layer_loss = torch.stack(losses).float()
-        return {"layer_loss_sum": layer_loss * n, "layer_correct": torch.stack(correct),
-                "probe_loss_sum": probe_loss.detach() * n,
-                "loss_sum": layer_loss[self.trained].sum() * n + probe_loss.detach() * n,
-                "correct": (logits.detach().argmax(1) == y).sum()}  # train accuracy: the probe's
+            y_neg = negative_labels(y, self.num_classes, k=k)
+        h = self.prepare(torch.cat([self.labels.encode(x, y)]
+                                   + [self.labels.encode(x, y_neg[:, j]) for j in range(k)]))  # ((1+k)B, ...)
+        target = torch.cat([torch.ones(n, device=x.device), torch.zeros(k * n, device=x.device)])
+        return h, target, extra
+
+    def block_update(self, i: int, x: torch.Tensor | tuple, y: torch.Tensor,
+                     ) -> tuple[BlockOutput, torch.Tensor, torch.Tensor]:
+        """The common local update; a fixed, affine layer 1 under the ce loss answers all N labels at once."""
+        if not (i == 0 and self.ff_loss == "ce" and i in self.frozen and x.shape[0] == y.shape[0]):
+            return super().block_update(i, x, y)
+        block = self.blocks[0]
+        with torch.no_grad(), self.autocast(x):
+            h1 = self._first_layer_all_labels(x, torch.arange(self.num_classes, device=x.device))
+            o = BlockOutput(h1, block.readout(h1), None)
+            loss = block.local_loss(o.scores.float(), y)
+            o = o._replace(out=block.hand_off(o))
+        return o, loss.float(), self.block_correct(o.scores, y)
+
+    def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images the layer ranks right: the true label's goodness beats all its negatives (ce: all N)."""
+        if self.ff_loss == "ce":
+            return (scores.view(-1, y.shape[0]).argmax(0) == y).float().sum()
+        pos, *negs = scores.chunk(1 + self.num_negatives)
+        return (pos > torch.stack(negs).amax(0)).float().sum()
+
+    def combine_stats(self, stats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """loss_sum: the trained layers' losses and the probe's; correct: the probe's (set by begin_step)."""
+        stats["loss_sum"] = stats["layer_loss_sum"][self.trained].sum() + stats["probe_loss_sum"]
+        return stats
 
     def _all_label_input(self, x: torch.Tensor) -> torch.Tensor:
         """Layer 1's input for the "ce" loss: x itself when layer 1 is fixed and affine (see train_step),

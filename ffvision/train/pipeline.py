@@ -76,7 +76,11 @@ class PipelineRunner:
         m = self.method
         m.check_inputs(x, y)
         m.set_train_mode()
-        chunks = list(zip(m.prepare(x).chunk(self.micro_batches), y.chunk(self.micro_batches)))
+        # Every micro-batch's first input before any block moves (FF: the probe's step and the negatives,
+        # drawn from the network's belief before this step), so no pass reads weights another thread updates.
+        chunks = [(*m.begin_step(xb, yb), yb) for xb, yb in zip(x.chunk(self.micro_batches),
+                                                                y.chunk(self.micro_batches))]
+        extras = [extra for _, _, extra, _ in chunks]
         queues = [queue.Queue(maxsize=self.queue_size) for _ in range(len(self.stages) + 1)]
         n_blocks = len(m.blocks)
         losses: list[list[torch.Tensor]] = [[] for _ in range(n_blocks)]
@@ -88,18 +92,18 @@ class PipelineRunner:
             dev, last = self.devices[s], s == len(self.stages) - 1
             try:
                 while (item := queues[s].get()) is not _STOP:
-                    h, yb, kept = item
-                    yb = yb.to(dev, non_blocking=True)
+                    h, target, yb, kept = item
+                    target, yb = target.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
                     for i in self.stages[s]:
-                        o, loss, right = m.block_update(i, h, yb)
-                        losses[i].append(loss * yb.shape[0])
+                        o, loss, right = m.block_update(i, h, target)
+                        losses[i].append(loss * yb.shape[0])  # per image of the micro-batch
                         correct[i].append(right)
                         kept.append(m.keep(o))
                         h = o.out
                         del o
                     if last:
                         finals.append(m.finish_update(kept, yb))
-                    queues[s + 1].put((h, yb, kept) if not last else None)
+                    queues[s + 1].put((h, target, yb, kept) if not last else None)
             except BaseException as e:  # surface the error in the caller, and unblock the others
                 errors.append(e)
                 queues[s + 1].put(_STOP)
@@ -111,10 +115,10 @@ class PipelineRunner:
         threads = [threading.Thread(target=work, args=(s,), daemon=True) for s in range(len(self.stages))]
         for t in threads:
             t.start()
-        for xb, yb in chunks:
+        for h, target, _, yb in chunks:
             if errors:
                 break
-            queues[0].put((xb, yb, []))
+            queues[0].put((h, target, yb, []))
         queues[0].put(_STOP)
         while queues[-1].get() is not _STOP:
             pass
@@ -129,4 +133,6 @@ class PipelineRunner:
         }
         for k in finals[0] if finals else {}:
             stats[k] = torch.stack([f[k].to(home) for f in finals]).sum(0)
+        for k in extras[0] if extras else {}:
+            stats[k] = torch.stack([e[k].to(home) for e in extras]).sum(0)
         return m.combine_stats(stats)
