@@ -74,6 +74,24 @@ class LocalBlock(nn.Module):
         o = BlockOutput(h, self.readout(h), None, skip)
         return o._replace(out=self.hand_off(o)) if hand_off else o
 
+    def compile(self, *args: object, **kwargs: object) -> None:
+        """torch.compile this block in place, for its own (static) shapes, with activations out of place.
+
+        All blocks share LocalBlock.forward, so dynamo would see one function at many shapes and
+        switch to a dynamic-shape graph, whose backward failed for ASGE's readout with a stride
+        assertion (torch 2.14); static shapes per block avoid it (in-place ReLUs did not help).
+        """
+        import torch._dynamo
+
+        for m in self.modules():
+            if getattr(m, "inplace", False) is True:
+                m.inplace = False
+        cfg = torch._dynamo.config  # one entry per block and mode: allow them all
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(cfg, name):
+                setattr(cfg, name, max(getattr(cfg, name), 64))
+        super().compile(*args, **{"dynamic": False, **kwargs})
+
     def hand_off(self, o: BlockOutput) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """post(h), detached (with the detached skip input inside a residual block)."""
         with torch.no_grad():  # the hand-off never needs a graph: nothing upstream learns from it

@@ -48,7 +48,9 @@ class SpatialGoodnessReadout(nn.Module):
         """Spatial goodness: mean of h^2 over each of the P x P patches, flattened."""
         b, c, height, width = h.shape
         p = self.grid
-        if p <= 2 and height % p == 0 and width % p == 0:
+        if p <= 2 and height % p == 0 and width % p == 0 and not torch.compiler.is_compiling():
+            # (under torch.compile the plain form below: inductor fuses it, and its backward of the
+            # strided norm view failed with a stride assertion)
             # Fast path for the wide layers (P = 1 or 2): per-patch L2 norms reduce in one pass
             # without materialising h^2 (several times faster on CPU; same values).
             patches = h.unflatten(2, (p, height // p)).unflatten(4, (p, width // p))  # (B, C, P, h, P, w)
