@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# GPU benchmark matrix and the full ASGE FashionMNIST recipe with backprop beside it.
+#   bash benchmarks/gpu.sh                    # on a GPU machine: the real thing (hours)
+#   TINY=1 DEVICE=cpu bash benchmarks/gpu.sh  # the same steps end to end in a minute (what the tests run)
+# Writes JSON under $OUT (default benchmarks/results/gpu) and a markdown summary $OUT/summary.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-benchmarks/results/gpu}
+mkdir -p "$OUT"
+if [ "${TINY:-0}" = 1 ]; then
+  B=8; STEPS=1; WARM=1; W=0.0625; EPOCHS=1; SUBSET="--train-subset 256 --val-size 128 --eval-batch-size 64"
+else
+  B=128; STEPS=20; WARM=5; W=1; EPOCHS=100; SUBSET=""
+fi
+bench() { $PY -m ffvision bench --device "$DEVICE" --batch-size $B --steps $STEPS --warmup $WARM "$@"; }
+for amp in off bf16; do
+  bench --method asge --model vgg8 --width-mult $W --compare bp,bp-checkpoint,bp-accum --amp $amp \
+    --json "$OUT/bench-asge-vgg8-amp-$amp.json"
+  bench --method asge --model vgg8 --width-mult $W --compare bp --amp $amp --channels-last \
+    --json "$OUT/bench-asge-vgg8-amp-$amp-cl.json"
+done
+bench --method asge --model vgg8 --width-mult $W --compare bp --compile --json "$OUT/bench-asge-vgg8-compile.json"
+bench --method sff --model resnet18 --compare bp --json "$OUT/bench-sff-resnet18.json"
+for m in asge bp; do
+  $PY -m ffvision train --config asge-fmnist --method $m --epochs $EPOCHS --device "$DEVICE" $SUBSET \
+    --out "$OUT/recipe-asge-fmnist-$m" --force > "$OUT/recipe-asge-fmnist-$m.log" 2>&1
+done
+$PY - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+lines = ["| bench | method | img/s | exact peak MiB |", "|---|---|---|---|"]
+for f in sorted(out.glob("bench-*.json")):
+    r = json.loads(f.read_text())
+    for name, run in r["runs"].items():
+        lines.append(f"| {f.stem} | {name} | {run['images_per_second']:.1f} | {run['peak_memory_bytes'] / 2**20:.1f} |")
+lines += ["", "| recipe run | test accuracy by strategy |", "|---|---|"]
+for d in sorted(out.glob("recipe-*")):
+    if (d / "summary.json").is_file():
+        s = json.loads((d / "summary.json").read_text())
+        lines.append(f"| {d.name} | {s['test_accuracy_by_strategy']} |")
+(out / "summary.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
