@@ -116,7 +116,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
 
             used = {k: v for k, v in used_config(cfg).items() if k not in ("dry_run", "out", "force")}
             print("# the resolved config (a recipe for --config):")
-            print(yaml.safe_dump(used, sort_keys=False, default_flow_style=None).rstrip())
+            print(yaml.safe_dump(used, sort_keys=False, default_flow_style=False).rstrip())
             accs = {k.split("/", 1)[1]: round(v, 4) for k, v in test.items() if k.startswith("strategy/")}
             print(f"dry run OK: one train step, one validation and one test batch (test batch accuracy {accs})")
         return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
