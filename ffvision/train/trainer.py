@@ -251,7 +251,9 @@ class Trainer:
                               (cfg.seed * 7919 + self.epoch) * 131 + self.dist.rank)
         bar = tqdm(loader, total=steps_per_epoch, initial=self.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self._progress_disabled())
-        t0 = time.perf_counter()
+        t0 = last_line = time.perf_counter()
+        # Without a terminal tqdm is silent: a line every 30 s says the epoch is alive (log files).
+        lines = self._progress_disabled() is None and bar.disable and self.dist.is_main
         seen = 0
         # On one CPU process the loss is on the host already: check it after every step (free). Elsewhere
         # a check is a host sync, so it happens at the log interval.
@@ -284,6 +286,11 @@ class Trainer:
                     self._check_finite(loss, f"epoch {self.epoch + 1} (by step {self.step_in_epoch})")
                     self._snapshot()
                     bar.set_postfix(loss=f"{loss / seen_all:.4f}", acc=f"{acc / seen_all:.3f}")
+                    if lines and time.perf_counter() - last_line > 30:
+                        last_line = time.perf_counter()
+                        print(f"epoch {self.epoch + 1}/{cfg.epochs}: step {self.step_in_epoch}/{steps_per_epoch}, "
+                              f"loss {loss / seen_all:.4f}, train acc {acc / seen_all:.3f}, "
+                              f"{seen / (last_line - t0):.0f} img/s", flush=True)
                 if cfg.dry_run:
                     break
                 # Under torchrun a Ctrl-C must stop every rank after the same step.
