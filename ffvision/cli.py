@@ -200,7 +200,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig()
     if args.config:
         path = _resolve_recipe(args.config)
-        cfg = apply_overrides(cfg, load_recipe(path), source=str(path))
+        recipe = load_recipe(path)
+        method = given.get("method", recipe.get("method", cfg.method))
+        if method != recipe.get("method", method):  # e.g. --method bp --config asge-fmnist: the same run, by bp
+            from ffvision.methods import used_options
+
+            kept = used_options(method, recipe)
+            dropped = sorted(set(recipe) - set(kept))
+            if dropped:
+                print(f"--method {method} with recipe {path.stem}: its options for {recipe['method']} are not "
+                      f"used ({', '.join(dropped)})", file=sys.stderr)
+            recipe = kept
+        cfg = apply_overrides(cfg, recipe, source=str(path))
     cfg = apply_overrides(cfg, given, source="command line")
     check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
     summary = train(cfg)

@@ -245,3 +245,13 @@ def test_argparse_errors_are_one_line_with_a_pointer_to_help(capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "usage" not in err
     assert "invalid int value: 'abc'" in err and "ffvision train --help" in err
+
+
+def test_a_recipe_with_another_method_keeps_only_what_applies(fast_cfg: dict, capsys):
+    # README: `ffvision train --method bp --config asge-fmnist` trains the same recipe with backprop
+    cfg = {k: v for k, v in fast_cfg.items() if k not in ("width_mult",)}
+    code, out, err = run_cli(capsys, "train", "--method", "bp", "--config", "asge-fmnist", "--dry-run",
+                             "--width-mult", "0.125", *flags(cfg))
+    assert code == 0, err
+    assert "its options for asge are not used (alpha, head_init, head_lr" in err
+    assert "head_lr" not in out.split("dry run OK")[0]  # the resolved bp config has no ASGE option
