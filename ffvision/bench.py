@@ -41,7 +41,11 @@ def _rss_bytes() -> int:
     return pages * resource.getpagesize()
 
 
-def exact_peak_bytes(step: Any) -> dict[str, int]:
+# bench rows that are backprop with a memory-saving variant (Backprop's memory_saving option)
+BP_VARIANTS = {"bp-checkpoint": "checkpoint", "bp-accum": "accumulate"}
+
+
+def exact_peak_bytes(step: Any, device: str = "cpu") -> dict[str, int]:
     """Peak bytes held by tensors while `step()` runs, and by category at that moment (torch's records)."""
     import tempfile
     import warnings
@@ -53,7 +57,7 @@ def exact_peak_bytes(step: Any) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated in favour of a CUDA-only API; the CPU has no other
         path = os.path.join(d, "timeline.json")
-        prof.export_memory_timeline(path, device="cpu" if not _on_cuda(step) else "cuda:0")
+        prof.export_memory_timeline(path, device=device)
         with open(path) as fh:
             _, sizes = json.load(fh)
     totals = [sum(s) for s in sizes]
@@ -63,11 +67,6 @@ def exact_peak_bytes(step: Any) -> dict[str, int]:
              "other"]
     return {"peak": int(totals[at]) if totals else 0,
             **({f"at_peak_{n}": int(v) for n, v in zip(names, sizes[at][1:])} if sizes else {})}
-
-
-def _on_cuda(step: Any) -> bool:
-    """Whether the step closure trains on CUDA (set by measure)."""
-    return bool(getattr(step, "cuda", False))
 
 
 def measure(opts: dict[str, Any]) -> dict[str, float]:
@@ -89,7 +88,7 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         del warm
     base = _rss_bytes()
     kwargs = opts["method_kwargs"]  # bench() has dropped the unset (None) options
-    variant = {"bp-checkpoint": "checkpoint", "bp-accum": "accumulate"}.get(opts["method"])
+    variant = BP_VARIANTS.get(opts["method"])
     name = "bp" if variant else opts["method"]
     if variant:
         kwargs = {**kwargs, "memory_saving": variant}
@@ -118,8 +117,7 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         def step() -> None:
             m.train_step(x, y)
 
-        step.cuda = dev.type == "cuda"  # type: ignore[attr-defined]
-        exact = exact_peak_bytes(step)
+        exact = exact_peak_bytes(step, "cuda:0" if dev.type == "cuda" else "cpu")
         if dev.type == "cuda":
             torch.cuda.synchronize()
             process = torch.cuda.max_memory_allocated(dev)

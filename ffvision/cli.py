@@ -291,13 +291,13 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """ffvision bench."""
-    from ffvision.bench import bench, format_table
+    from ffvision.bench import BP_VARIANTS, bench, format_table
     from ffvision.methods import method_class
     from ffvision.models import list_models
 
     method_class(args.method)
     for other in (args.compare or "").split(","):
-        if other and other not in ("bp-checkpoint", "bp-accum"):
+        if other and other not in BP_VARIANTS:
             method_class(other)
     if args.model not in list_models():
         from ffvision.errors import unknown_name

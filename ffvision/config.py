@@ -42,7 +42,8 @@ class TrainConfig:
     val_size: float | None = opt(None, "validation images carved from train (>= 1) or a fraction (< 1)")
     split_seed: int = opt(42, "seed of the train/validation split (same split for every run)")
     train_subset: int | None = opt(None, "train on the first N shuffled training images (quick runs)")
-    augment: str | None = opt(None, "none | flip | crop | cifar | imagenet (default: the dataset's)")
+    augment: str | None = opt(None, "none | shift (random shifts up to 1/8 of the side) | flip | crop | cifar | "
+                                 "imagenet (default: the dataset's: shift for imagefolder)")
 
     # --- model
     width_mult: float = opt(1.0, "channel width multiplier (0.25 makes every layer 4x narrower)")

@@ -69,10 +69,6 @@ MAX_AUTO_SIZE = 256  # a folder of larger images defaults to this size (pass --i
 ALIASES = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
            "cifar-100": "cifar100"}
 AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet")
-AUGMENT_HELP = {"none": "no augmentation", "shift": "random shifts of up to 1/8 of the side (edge padding)",
-                "flip": "horizontal flips", "crop": "random 4-px-padded crops and flips",
-                "cifar": "padded crops, flips and colour jitter", "imagenet": "random-resized crops (8-100% of the "
-                "area) and flips"}
 
 
 def list_datasets() -> list[str]:

@@ -150,11 +150,12 @@ class LocalMethod(nn.Module):
         """Updates after all blocks (ASGE's heads); returns extra on-device stats."""
         return {}
 
-    def local_updates(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Any], dict[str, torch.Tensor]]:
+    def local_updates(self, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[list[Any], dict[str, torch.Tensor]]:
         """One local update of every block in order, from its prepared input; stats stay on the device.
 
         Returns keep(output) of every block: holding whole outputs would keep every layer's
-        activations alive at once, which is exactly the memory FF saves.
+        activations alive at once, which is exactly the memory FF saves. `n` is the number of
+        images (FF's targets have a row per positive and negative); loss sums are per image.
         """
         kept, losses, correct = [], [], []
         for i in range(len(self.blocks)):
@@ -164,7 +165,6 @@ class LocalMethod(nn.Module):
             kept.append(self.keep(o))
             x = o.out
             del o  # frees this block's feature map before the next block runs
-        n = y.shape[0]
         stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}
         return kept, stats
 
@@ -199,10 +199,8 @@ class LocalMethod(nn.Module):
         """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
         self.check_inputs(x, y)
         self.set_train_mode()
-        n = y.shape[0]
         h, target, extra = self.begin_step(x, y)
-        kept, stats = self.local_updates(h, target)
-        stats["layer_loss_sum"] = stats["layer_loss_sum"] / target.shape[0] * n  # per image of the batch
+        kept, stats = self.local_updates(h, target, y.shape[0])
         stats.update(extra)
         stats.update(self.finish_update(kept, y))
         return self.combine_stats(stats)

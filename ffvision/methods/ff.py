@@ -260,7 +260,7 @@ class GoodnessFF(LocalMethod):
         return stats
 
     def _all_label_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Layer 1's input for the "ce" loss: x itself when layer 1 is fixed and affine (see train_step),
+        """Layer 1's input for the "ce" loss: x itself when layer 1 is fixed and affine (see block_update),
         else every image with every class's label, prepared, class-major (N*B, ...)."""
         if 0 not in self.trained and self._affine_first_layer():
             return x

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from typing import Any
 
@@ -33,15 +34,7 @@ def method_class(name: str) -> type[LocalMethod]:
 
 def method_options(name: str) -> list[str]:
     """Keyword options that method `name` accepts."""
-    names: list[str] = []
-    for cls in method_class(name).__mro__:  # follow **kwargs up to the constructor that takes them
-        if "__init__" not in vars(cls):
-            continue
-        params = inspect.signature(cls.__init__).parameters.values()
-        names += [p.name for p in params if p.name != "self" and p.kind is p.KEYWORD_ONLY and p.name not in names]
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    return list(method_defaults(name))
 
 
 # Config fields every run has (the trainer's, the data's) even where a method's constructor takes them too.
@@ -80,18 +73,27 @@ def used_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def method_defaults(name: str) -> dict[str, Any]:
-    """Each keyword option of method `name` with its default (a subclass's default wins)."""
+    """Each keyword option of method `name` with its default (None where it has none; a subclass's wins)."""
+    return dict(_constructor_defaults(method_class(name)))
+
+
+@functools.cache
+def _constructor_defaults(cls: type[LocalMethod]) -> tuple[tuple[str, Any], ...]:
+    """(option, default) pairs of cls's keyword-only constructor options, following **kwargs up the MRO.
+
+    Cached: the saved config of every checkpoint (and the divergence guard's snapshots) asks for them.
+    """
     out: dict[str, Any] = {}
-    for cls in method_class(name).__mro__:
-        if "__init__" not in vars(cls):
+    for c in cls.__mro__:
+        if "__init__" not in vars(c):
             continue
-        params = inspect.signature(cls.__init__).parameters.values()
+        params = inspect.signature(c.__init__).parameters.values()
         for p in params:
             if p.kind is p.KEYWORD_ONLY and p.name not in out:
                 out[p.name] = None if p.default is inspect.Parameter.empty else p.default
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
-    return out
+    return tuple(out.items())
 
 
 def create_method(name: str, **kwargs: Any) -> LocalMethod:
@@ -106,12 +108,10 @@ def create_method(name: str, **kwargs: Any) -> LocalMethod:
 
 def default_model(name: str) -> str:
     """The architecture a method uses when none is given (vgg8, ffcnn3, mlp, resnet18, ...)."""
-    for cls in method_class(name).__mro__:
-        if "__init__" in vars(cls):
-            p = inspect.signature(cls.__init__).parameters.get("model")
-            if p is not None and p.default is not inspect.Parameter.empty:
-                return p.default
-    raise ConfigError(f"method {name!r} needs --model")
+    model = method_defaults(name).get("model")
+    if model is None:
+        raise ConfigError(f"method {name!r} needs --model")
+    return model
 
 
 def resolve(cfg: Any) -> Any:
