@@ -317,17 +317,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
-    from ffvision import list_methods, list_models
     from ffvision.data import list_datasets
-    from ffvision.methods import default_model, method_class
+    from ffvision.methods import default_model, list_methods, method_spec
     from ffvision.methods.registry import method_defaults, method_specific
+    from ffvision.models import list_models
 
     if args.method:
-        cls = method_class(args.method)
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        print(f"{args.method}: {doc}")
+        spec = method_spec(args.method)
+        print(f"{args.method}: {spec.summary}")
         print(f"  default model: {default_model(args.method)}")
-        print(f"  strategies:    {', '.join(cls.strategies)} (default {cls.default_strategy}; the run reports the "
+        print(f"  strategies:    {', '.join(spec.strategies)} (default {spec.default_strategy}; the run reports the "
               "best on validation unless --strategy is given)")
         defaults = method_defaults(args.method)
         own = [f for f, owners in method_specific(FIELDS).items() if args.method in owners]
@@ -354,6 +353,13 @@ def one_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+def _is_main_rank() -> bool:
+    """Whether this process prints for the run (rank 0 under torchrun)."""
+    from ffvision.train.distributed import current
+
+    return current().is_main
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
@@ -362,19 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except FFVisionError as e:
-        from ffvision.train.distributed import current
-
-        if current().is_main:  # under torchrun every rank fails alike; one line is enough
+        if "torch" not in sys.modules or _is_main_rank():  # under torchrun every rank fails alike; one line is enough
             print(f"ffvision: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("ffvision: interrupted", file=sys.stderr)
         return 130
     finally:
-        import torch.distributed as tdist
+        if "torch" in sys.modules:  # a command that never loaded torch has no process group to close
+            import torch.distributed as tdist
 
-        if tdist.is_available() and tdist.is_initialized():
-            tdist.destroy_process_group()
+            if tdist.is_available() and tdist.is_initialized():
+                tdist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -141,6 +141,18 @@ def test_bad_checkpoints_and_images_give_one_line(trained: Path, tmp_path: Path,
                           r"cannot change model when resuming")
 
 
+def test_list_and_help_do_not_load_torch():
+    """`ffvision list`, `list --method`, `--help` and a bad name answer without importing torch (< 1 s)."""
+    code = ("import sys; from ffvision.cli import main\n"
+            "for argv in (['list'], ['list', '--method', 'asge'], ['list', '--method', 'nope']):\n"
+            "    main(argv)\n"
+            "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "unknown method 'nope'" in r.stderr and "asge: ASGE" in r.stdout
+
+
 def test_list_and_help(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0 and "asge" in out and "vgg8" in out and "fashion-mnist" in out and "asge-cifar100" in out

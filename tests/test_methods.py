@@ -213,3 +213,66 @@ def test_compiled_asge_blocks_train_like_eager_ones():
     for _ in range(2):  # Adam's first steps are +-lr wherever a gradient is ~0: compare losses, not weights
         a, b = eager.train_step(x, y), compiled.train_step(x, y)
         assert torch.allclose(a["layer_loss_sum"], b["layer_loss_sum"], rtol=1e-3, atol=1e-4)
+
+
+def test_method_options_are_declared_once():
+    """Each method's defaults are its options dataclass's; the CLI's list, create_method and the class agree."""
+    import dataclasses
+
+    from ffvision.methods import create_method, method_class, method_spec
+    from ffvision.methods.options import METHODS, HintonOptions
+
+    for name, spec in METHODS.items():
+        assert method_class(name).spec is spec and method_class(name).strategies == spec.strategies
+        assert set(spec.defaults()) == {f.name for f in dataclasses.fields(spec.options)}
+    h = create_method("hinton", num_classes=10, in_channels=1, image_size=28, width_mult=0.05)
+    assert h.lr == HintonOptions().lr == 3e-2 and h.negatives == "hard" and not h.frozen
+    f = create_method("ffcnn", num_classes=10, in_channels=1, image_size=28, filters=4)
+    assert f.negatives == "uniform" and f.frozen == {0}  # FFCNNOptions: layer 1 stays random
+    assert method_spec("ffcnn").options().model == "ffcnn3"
+    with pytest.raises(ConfigError, match="does not take bogus; it takes: .*alpha"):
+        create_method("asge", num_classes=10, bogus=1)
+    with pytest.raises(ConfigError, match="does not take alpha"):  # the class itself checks too
+        method_class("bp")(num_classes=10, alpha=2.0)
+
+
+def test_register_method_needs_a_spec():
+    from ffvision.methods import register_method
+    from ffvision.methods.base import LocalMethod
+
+    class NoSpec(LocalMethod):
+        pass
+
+    with pytest.raises(TypeError, match="spec"):
+        register_method(NoSpec)
+
+
+def test_builtin_model_names_match_their_modules():
+    """The torch-free list of built-in models is exactly what their modules register."""
+    import importlib
+
+    from ffvision.models import registry
+
+    for module in set(registry.BUILTIN.values()):
+        importlib.import_module(module)
+    assert set(registry._MODELS) >= set(registry.BUILTIN)
+    for name, module in registry.BUILTIN.items():
+        assert registry._MODELS[name].__module__ == module
+
+
+def test_model_type_errors_are_not_hidden():
+    """An option the model does not take is a user error; a TypeError inside model code is a bug, raised as is."""
+    from ffvision.models import create_model, register_model, registry
+
+    with pytest.raises(ConfigError, match="unexpected keyword"):
+        create_model("vgg8", bogus=1)
+
+    @register_model
+    def broken_model_for_test(**kwargs: object) -> torch.nn.Module:
+        return torch.nn.Linear(2, 2)(None)  # a bug: TypeError inside model code
+
+    try:
+        with pytest.raises(TypeError):
+            create_model("broken_model_for_test")
+    finally:
+        registry._MODELS.pop("broken_model_for_test")

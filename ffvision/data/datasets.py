@@ -38,57 +38,17 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ffvision.data.readers import read_cifar_batches, read_cifar_meta, read_idx
+from ffvision.data.specs import AUGMENTS, SPECS, DatasetSpec, canonical_name
 from ffvision.errors import ConfigError, DataError, unknown_name
 
-SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")], "mnist": [Path("/usr/share/datasets/mnist")]}
+SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
+               "mnist": [Path("/usr/share/datasets/mnist")]}
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Per-dataset defaults: image size, validation size, augmentation."""
-
-    image_size: int  # 0: the images' own typical size (a user's ImageFolder)
-    val_size: float  # >= 1: a number of images; in (0, 1): a fraction of the training data
-    augment: str
-    folder: bool = False
-    native_size: int | None = None  # the stored size, when the default resizes (MNIST family: 28 -> 32)
-
-
-SPECS = {
-    "mnist": DatasetSpec(32, 10000, "none", native_size=28),
-    "fashion-mnist": DatasetSpec(32, 10000, "flip", native_size=28),
-    "cifar10": DatasetSpec(32, 5000, "cifar"),
-    "cifar100": DatasetSpec(32, 5000, "cifar"),
-    "imagenet": DatasetSpec(224, 10000, "imagenet", folder=True),
-    "imagefolder": DatasetSpec(0, 0.1, "shift", folder=True),
-}
 FOLDER_CACHE_BYTES = 2 << 30  # an ImageFolder whose decoded images fit in 2 GiB is decoded once, into memory
 MAX_AUTO_SIZE = 256  # a folder of larger images defaults to this size (pass --image-size for more)
-ALIASES = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
-           "cifar-100": "cifar100"}
-AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet")
-
-
-def list_datasets() -> list[str]:
-    """Names accepted by build_splits / --dataset."""
-    return sorted(SPECS)
-
-
-def canonical_name(name: str) -> str:
-    """Resolve aliases (fmnist -> fashion-mnist); ConfigError for unknown names."""
-    name = ALIASES.get(name.lower(), name.lower())
-    if name not in SPECS:
-        raise unknown_name("dataset", name, list(SPECS))
-    return name
-
-
-def native_image_size(name: str) -> int | None:
-    """The size a dataset is stored at when its default resizes it (28 for MNIST and FashionMNIST), else None."""
-    return SPECS[canonical_name(name)].native_size
-
-
 def default_root() -> Path:
     """Where datasets live when no --data-dir is given ($FFVISION_DATA or ./data)."""
     return Path(os.environ.get("FFVISION_DATA", "data"))
@@ -387,7 +347,7 @@ def _folder_splits(name: str, root: Path | None, spec: DatasetSpec, image_size: 
     held = {"test": scan("test" if has_test else "val")}
     if has_test:
         held["val"] = scan("val")
-    for split, ds in held.items():
+    for ds in held.values():
         extra = sorted(set(ds.classes) - set(classes))
         if extra:
             raise DataError(f"{name}: {root / ds.root} has classes not in train/: {', '.join(extra[:5])}")

@@ -1,7 +1,12 @@
-"""How networks learn: one file per method, registered by name."""
+"""How networks learn: one file per method, registered by name; options declared in methods/options.py.
 
-from ffvision.methods import asge, backprop, ff, sff  # noqa: F401  (register the methods)
-from ffvision.methods.base import LocalMethod
+The registry and the options are torch-free; a method's module (and torch) loads when it is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from ffvision.methods.registry import (
     check_options,
     create_method,
@@ -10,6 +15,7 @@ from ffvision.methods.registry import (
     method_class,
     method_kwargs,
     method_options,
+    method_spec,
     register_method,
     resolve,
     used_config,
@@ -17,4 +23,12 @@ from ffvision.methods.registry import (
 )
 
 __all__ = ["LocalMethod", "check_options", "create_method", "default_model", "list_methods", "method_class",
-           "method_kwargs", "method_options", "register_method", "resolve", "used_config", "used_options"]
+           "method_kwargs", "method_options", "method_spec", "register_method", "resolve", "used_config",
+           "used_options"]
+
+
+def __getattr__(name: str) -> object:
+    """LocalMethod (and torch) on first use."""
+    if name == "LocalMethod":
+        return importlib.import_module("ffvision.methods.base").LocalMethod
+    raise AttributeError(f"module 'ffvision.methods' has no attribute {name!r}")

@@ -15,7 +15,7 @@ Prediction strategies: `last` (argmax a_L), `goodness-sum` (argmax sum_l a_l), `
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,15 +25,10 @@ from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnes
 from ffvision.core.fused import fusable
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
+from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 
-# Defaults for runs without a recipe, chosen on the validation split of the quick protocol
-# (docs/results.md): with the paper's lr 2e-4 and Kaiming-initialised heads, 3 epochs move each
-# head weight by at most ~0.05 (Adam) against an init std of ~0.18, so the summed heads stay
-# near their random init; zero-initialised heads and lr 1e-2 learn in a few hundred steps.
-# The paper's recipe is in recipes/asge-*.yaml.
-DEFAULT_LR = 1e-2
-DEFAULT_HEAD_LR = 1e-2
+DEFAULT_HEAD_LR = 1e-2  # head_lr None: the heads' lr (the reason for the defaults: ASGEOptions)
 
 
 class Heads(nn.ModuleList):
@@ -82,61 +77,41 @@ def early_exit(layer_scores: Iterable[torch.Tensor], threshold: float, num_layer
 class ASGE(LocalMethod):
     """ASGE on a VGG-style stack: one block per conv layer plus linear heads."""
 
-    name = "asge"
-    strategies = ("last", "goodness-sum", "heads")
-    default_strategy = "heads"
+    spec = METHODS["asge"]
 
-    def __init__(
-        self,
-        *,
-        model: str = "vgg8",
-        num_classes: int,
-        in_channels: int = 3,
-        image_size: int = 32,
-        width_mult: float = 1.0,
-        dropout: float | None = None,
-        filters: int | None = None,
-        alpha: float = 1.0,
-        lr: float = DEFAULT_LR,
-        weight_decay: float = 1e-3,
-        head_lr: float | None = None,
-        head_weight_decay: float = 0.0,
-        head_init: str = "zeros",
-        heads_from: int = 2,
-        early_exit_thresholds: Sequence[float] = (0.5, 0.7, 0.9, 0.95, 0.99),
-        fused_readout: bool = False,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+        """Options: ASGEOptions (methods/options.py); None keeps a default."""
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        if alpha <= 0:
-            raise ConfigError(f"alpha must be positive, got {alpha}")
-        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult,
-                          dropout=dropout, image_size=image_size, filters=filters)
+        o = self.options_of(options)
+        if o.alpha <= 0:
+            raise ConfigError(f"alpha must be positive, got {o.alpha}")
+        net = build_model(o.model, in_channels=in_channels, num_classes=0, width_mult=o.width_mult,
+                          dropout=o.dropout, image_size=image_size, filters=o.filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
-            raise ConfigError(f"asge needs a plain conv stack (vgg8, vgg11, vgg11a), not {model!r}")
+            raise ConfigError(f"asge needs a plain conv stack (vgg8, vgg11, vgg11a), not {o.model!r}")
         nlayers = len(net.layers)
-        if not 1 <= heads_from <= nlayers:
-            raise ConfigError(f"heads_from must be in [1, {nlayers}], got {heads_from}")
-        if head_init not in ("zeros", "kaiming", "default"):
-            raise ConfigError(f"head_init must be zeros, kaiming or default, got {head_init!r}")
-        self.lr, self.weight_decay = lr, weight_decay
-        self.head_lr = DEFAULT_HEAD_LR if head_lr is None else head_lr
-        self.head_weight_decay = head_weight_decay
-        self.heads_from = heads_from
-        self.early_exit_thresholds = tuple(float(t) for t in early_exit_thresholds)
+        if not 1 <= o.heads_from <= nlayers:
+            raise ConfigError(f"heads_from must be in [1, {nlayers}], got {o.heads_from}")
+        if o.head_init not in ("zeros", "kaiming", "default"):
+            raise ConfigError(f"head_init must be zeros, kaiming or default, got {o.head_init!r}")
+        self.lr, self.weight_decay = o.lr, o.weight_decay
+        self.head_lr = DEFAULT_HEAD_LR if o.head_lr is None else o.head_lr
+        self.head_weight_decay = o.head_weight_decay
+        self.heads_from = heads_from = o.heads_from
+        self.early_exit_thresholds = tuple(float(t) for t in o.early_exit_thresholds)
         self.stem = net.stem
         widest = max(int(info["num_chs"]) for info in net.feature_info)  # C_L
         self.grids: list[int] = []
         for i, (layer, info) in enumerate(zip(net.layers, net.feature_info)):
             c = int(info["num_chs"])
-            grid = adaptive_grid(c, widest, int(info["size"]), alpha)
+            grid = adaptive_grid(c, widest, int(info["size"]), o.alpha)
             self.grids.append(grid)
-            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=seed * 1009 + i)
+            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=o.seed * 1009 + i)
             block = LocalBlock(layer, readout, post=layer.post)
             # the fused training step (core/fused.py) needs the grid to tile the feature map exactly
-            block.fused = fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0
+            block.fused = o.fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0
             self.blocks.append(block)
-        self.heads = Heads([LinearReadout(int(info["num_chs"]), num_classes, init=head_init)
+        self.heads = Heads([LinearReadout(int(info["num_chs"]), num_classes, init=o.head_init)
                             for info in net.feature_info[heads_from - 1:]], first=heads_from - 1)
         self.build_optimizers()
 

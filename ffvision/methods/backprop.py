@@ -14,6 +14,8 @@ local method, so comparisons include them (`memory_saving`):
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.utils.checkpoint
 from torch import nn
@@ -21,6 +23,7 @@ from torch import nn
 from ffvision.core import LinearReadout, LocalBlock
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
+from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 from ffvision.models.tv import TV_ARCHS
 
@@ -55,43 +58,30 @@ def _layer_and_transition(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class Backprop(LocalMethod):
     """End-to-end backprop: one block that is the whole network."""
 
-    name = "bp"
-    strategies = ("last",)
-    default_strategy = "last"
+    spec = METHODS["bp"]
 
-    def __init__(
-        self,
-        *,
-        model: str = "vgg8",
-        num_classes: int,
-        in_channels: int = 3,
-        image_size: int = 32,
-        width_mult: float = 1.0,
-        dropout: float | None = None,
-        filters: int | None = None,
-        init_weights: str | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-3,
-        memory_saving: str = "none",
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+        """Options: BackpropOptions (methods/options.py); None keeps a default."""
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        is_tv = model in TV_ARCHS
-        net = build_model(model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
-                          width_mult=width_mult, dropout=dropout, image_size=image_size, filters=filters)
-        if memory_saving not in MEMORY_SAVING:
-            raise ConfigError(f"memory_saving must be one of {', '.join(MEMORY_SAVING)}, got {memory_saving!r}")
-        if memory_saving == "checkpoint" and not hasattr(net, "layers"):
-            raise ConfigError(f"per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), not {model!r}")
-        self.lr, self.weight_decay, self.memory_saving = lr, weight_decay, memory_saving
-        if init_weights:
+        o = self.options_of(options)
+        is_tv = o.model in TV_ARCHS
+        net = build_model(o.model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
+                          width_mult=o.width_mult, dropout=o.dropout, image_size=image_size, filters=o.filters)
+        if o.memory_saving not in MEMORY_SAVING:
+            raise ConfigError(f"memory_saving must be one of {', '.join(MEMORY_SAVING)}, got {o.memory_saving!r}")
+        if o.memory_saving == "checkpoint" and not hasattr(net, "layers"):
+            raise ConfigError("per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), "
+                              f"not {o.model!r}")
+        self.lr, self.weight_decay, self.memory_saving = o.lr, o.weight_decay, o.memory_saving
+        if o.init_weights:
             if not hasattr(net, "load_torchvision_weights"):
-                raise ConfigError(f"init_weights needs a torchvision model, not {model!r}")
-            net.load_torchvision_weights(init_weights)
+                raise ConfigError(f"init_weights needs a torchvision model, not {o.model!r}")
+            net.load_torchvision_weights(o.init_weights)
         if hasattr(net, "classifier"):  # torchvision's own head: pooled features -> fc / classifier MLP
             readout = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), net.classifier())
         else:
             readout = LinearReadout(net.num_features, num_classes)
-        self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=memory_saving == "checkpoint"), readout))
+        self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=o.memory_saving == "checkpoint"), readout))
         self.build_optimizers()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -8,13 +8,14 @@ on-device counters that `eval_counts` returns.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 from torch import nn
 
 from ffvision.core import BlockOutput
 from ffvision.errors import ConfigError, DataError
+from ffvision.methods.options import MethodOptions, MethodSpec
 from ffvision.models import create_model
 
 
@@ -26,6 +27,7 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
 class LocalMethod(nn.Module):
     """Base class: `blocks`, `optimizers` (name -> AdamW), `train_step`, `predict`."""
 
+    spec: ClassVar[MethodSpec]  # name, options dataclass, strategies (methods/options.py)
     name: str = "base"
     strategies: tuple[str, ...] = ("last",)
     default_strategy: str = "last"
@@ -34,6 +36,20 @@ class LocalMethod(nn.Module):
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
     native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass with a `spec` takes its name and strategies from it (declared once)."""
+        super().__init_subclass__(**kwargs)
+        if "spec" in vars(cls):
+            cls.name, cls.strategies, cls.default_strategy = (cls.spec.name, cls.spec.strategies,
+                                                              cls.spec.default_strategy)
+
+    def options_of(self, values: dict[str, Any]) -> MethodOptions:
+        """The method's options dataclass with `values` set (None keeps a default); ConfigError if unknown."""
+        try:
+            return self.spec.build_options(values)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()

@@ -59,6 +59,7 @@ from ffvision.core import (
 from ffvision.core.norm import TINY
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
+from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 
 FF_LOSSES = ("bce", "symba", "ce")
@@ -93,50 +94,26 @@ class GoodnessFF(LocalMethod):
     default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
     native_image_size = True  # no pooling to feed: 28-px MNIST-family images are not upscaled (1.3x fewer pixels)
 
-    def __init__(
-        self,
-        *,
-        model: str,
-        num_classes: int,
-        in_channels: int = 1,
-        image_size: int = 28,
-        labels: str = "fourier",
-        label_intensity: float = 0.35,
-        threshold: float | None = None,
-        goodness: str = "mean",
-        ff_loss: str = "symba",
-        goodness_scale: float = 4.0,
-        negatives: str = "hard",
-        num_negatives: int = 1,
-        input_norm: bool = True,
-        train_first_layer: bool = True,
-        vote_from: int | None = None,
-        vote_to: int | None = None,
-        width_mult: float = 1.0,
-        dropout: float | None = None,
-        filters: int | None = None,
-        lr: float = 1e-2,
-        weight_decay: float = 0.0,
-        probe_lr: float = 1e-2,
-        probe_grid: int = 4,
-        max_eval_batch: int = 4096,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 1, image_size: int = 28, **options: Any) -> None:
+        """Options: FFCNNOptions / HintonOptions (methods/options.py); None keeps a default."""
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        if goodness not in ("sum", "mean"):
-            raise ConfigError(f"goodness must be sum or mean, got {goodness!r}")
-        if ff_loss not in FF_LOSSES:
-            raise ConfigError(f"ff_loss must be one of {', '.join(FF_LOSSES)}, got {ff_loss!r}")
-        if negatives not in NEGATIVES:
-            raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
-        if not 1 <= num_negatives < num_classes:
-            raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {num_negatives}")
-        if not goodness_scale > 0:
-            raise ConfigError(f"goodness_scale must be positive, got {goodness_scale}")
-        if probe_grid < 1 or max_eval_batch < 1:
+        o = self.options_of(options)
+        self.check_labels(o.labels)
+        if o.goodness not in ("sum", "mean"):
+            raise ConfigError(f"goodness must be sum or mean, got {o.goodness!r}")
+        if o.ff_loss not in FF_LOSSES:
+            raise ConfigError(f"ff_loss must be one of {', '.join(FF_LOSSES)}, got {o.ff_loss!r}")
+        if o.negatives not in NEGATIVES:
+            raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got {o.negatives!r}")
+        if not 1 <= o.num_negatives < num_classes:
+            raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {o.num_negatives}")
+        if not o.goodness_scale > 0:
+            raise ConfigError(f"goodness_scale must be positive, got {o.goodness_scale}")
+        if o.probe_grid < 1 or o.max_eval_batch < 1:
             raise ConfigError("probe_grid and max_eval_batch must be positive")
-        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=width_mult, dropout=dropout,
-                          image_size=image_size, filters=filters)
+        model, vote_from, vote_to, train_first_layer = o.model, o.vote_from, o.vote_to, o.train_first_layer
+        net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=o.width_mult, dropout=o.dropout,
+                          image_size=image_size, filters=o.filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"{self.name} needs a layered model (ffcnn3, vgg8, mlp, ...), not {model!r}")
         n_layers = len(net.layers)
@@ -147,23 +124,23 @@ class GoodnessFF(LocalMethod):
             raise ConfigError(f"vote_from ({vote_from}) cannot be after vote_to ({vote_to})")
         if n_layers < 2 and not train_first_layer:
             raise ConfigError("train_first_layer=False needs at least two layers")
-        self.labels = make_label_encoding(labels, num_classes, in_channels, image_size, label_intensity, seed)
-        self.lr, self.weight_decay, self.probe_lr = lr, weight_decay, probe_lr
-        self.negatives, self.ff_loss, self.num_negatives = negatives, ff_loss, num_negatives
+        self.labels = make_label_encoding(o.labels, num_classes, in_channels, image_size, o.label_intensity, o.seed)
+        self.lr, self.weight_decay, self.probe_lr = o.lr, o.weight_decay, o.probe_lr
+        self.negatives, self.ff_loss, self.num_negatives = o.negatives, o.ff_loss, o.num_negatives
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
-        self.input_norm = input_norm and isinstance(self.stem, nn.Identity)
-        self.max_eval_batch = max_eval_batch
-        loss = functools.partial(goodness_loss, kind=ff_loss, scale=goodness_scale)
+        self.input_norm = o.input_norm and isinstance(self.stem, nn.Identity)
+        self.max_eval_batch = o.max_eval_batch
+        loss = functools.partial(goodness_loss, kind=o.ff_loss, scale=o.goodness_scale)
         probe_dims = []
         for layer, info in zip(net.layers, net.feature_info):
             c, size = int(info["num_chs"]), int(info["size"])
             units = c * size * size  # conv: C*H*W (before pooling); dense: C (size 1)
-            theta = threshold if threshold is not None else (units if goodness == "sum" else 1.0)
-            self.blocks.append(LocalBlock(layer, GoodnessReadout(theta, goodness), post=layer.post, loss=loss))
+            theta = o.threshold if o.threshold is not None else (units if o.goodness == "sum" else 1.0)
+            self.blocks.append(LocalBlock(layer, GoodnessReadout(theta, o.goodness), post=layer.post, loss=loss))
             out_size = size // 2 if info["pool"] else size
-            probe_dims.append(c * min(probe_grid, out_size) ** 2)
+            probe_dims.append(c * min(o.probe_grid, out_size) ** 2)
         self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
         self.frozen = set(range(n_layers)) - set(self.trained)  # a fixed (random) layer 1 learns nothing
         # Goodness inference sums layers vote_from..vote_to. An end that is not given is chosen on the
@@ -171,7 +148,7 @@ class GoodnessFF(LocalMethod):
         # checkpoints carry the choice.
         self.vote_fixed = (vote_from, vote_to)
         self.register_buffer("vote_range", torch.tensor([vote_from or 1, vote_to or n_layers]))
-        self.probe_grid = probe_grid
+        self.probe_grid = o.probe_grid
         self.probe = nn.Linear(sum(probe_dims[i] for i in self.trained), num_classes)
         nn.init.zeros_(self.probe.weight)
         nn.init.zeros_(self.probe.bias)
@@ -187,6 +164,9 @@ class GoodnessFF(LocalMethod):
     def trainable_units(self) -> dict[str, nn.Module]:
         """Every trained block, and the probe."""
         return {**super().trainable_units(), "probe": self.probe}
+
+    def check_labels(self, labels: str) -> None:
+        """ConfigError for a label encoding the method does not use (make_label_encoding checks the name)."""
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """The model's input transform, then (input_norm) per-sample RMS normalisation."""
@@ -412,23 +392,17 @@ class GoodnessFF(LocalMethod):
 class FFCNN(GoodnessFF):
     """FF-CNN with spatially-extended labels (Fourier or morphological patterns)."""
 
-    name = "ffcnn"
-
+    spec = METHODS["ffcnn"]
     cpu_bf16 = True  # conv stacks: the CPU's bf16 units pay off (docs/results.md), where it has them
 
-    def __init__(self, *, model: str = "ffcnn3", labels: str = "fourier", negatives: str = "uniform",
-                 train_first_layer: bool = False, **kwargs: object) -> None:
+    def check_labels(self, labels: str) -> None:
+        """Spatial labels only."""
         if labels == "onehot":
             raise ConfigError("ffcnn uses spatial labels (fourier or morphological); onehot is the hinton method")
-        super().__init__(model=model, labels=labels, negatives=negatives, train_first_layer=train_first_layer,
-                         **kwargs)
 
 
 @register_method
 class Hinton(GoodnessFF):
     """Hinton's original FF: MLP, one-hot label in the first pixels, goodness vs threshold."""
 
-    name = "hinton"
-
-    def __init__(self, *, model: str = "mlp", labels: str = "onehot", lr: float = 3e-2, **kwargs: object) -> None:
-        super().__init__(model=model, labels=labels, lr=lr, **kwargs)
+    spec = METHODS["hinton"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from ffvision.core.losses import goodness_cross_entropy, goodness_margin_loss
 from ffvision.core.readouts import ClassChannelGoodness
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
+from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 from ffvision.models.tv import TV_ARCHS
 
@@ -35,52 +37,36 @@ from ffvision.models.tv import TV_ARCHS
 class SFF(LocalMethod):
     """Scalable FF on torchvision networks: class-channel goodness per block."""
 
-    name = "sff"
-    strategies = ("average", "last", "range")
-    default_strategy = "average"
+    spec = METHODS["sff"]
 
-    def __init__(
-        self,
-        *,
-        model: str = "resnet18",
-        num_classes: int,
-        in_channels: int = 3,
-        image_size: int = 32,
-        granularity: str = "block",
-        aux_kernel: int = 1,
-        sff_loss: str = "ce",
-        margin: float = 1.0,
-        init_weights: str | None = None,
-        freeze_blocks: int = 0,
-        stem: str = "auto",
-        width_mult: float = 1.0,
-        dropout: float | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-    ) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+        """Options: SFFOptions (methods/options.py); None keeps a default."""
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
-        if sff_loss not in ("ce", "margin"):
-            raise ConfigError(f"sff_loss must be ce or margin, got {sff_loss!r}")
-        if aux_kernel < 1 or aux_kernel % 2 == 0:
-            raise ConfigError(f"aux_kernel must be odd and positive, got {aux_kernel}")
-        if model not in TV_ARCHS:
-            raise ConfigError(f"sff wraps torchvision networks ({', '.join(TV_ARCHS)}), not {model!r}")
-        net = build_model(model, in_channels=in_channels, num_classes=0, image_size=image_size, stem=stem,
-                          width_mult=width_mult, dropout=dropout)
-        if init_weights:
-            skipped = net.load_torchvision_weights(init_weights)
+        o = self.options_of(options)
+        if o.sff_loss not in ("ce", "margin"):
+            raise ConfigError(f"sff_loss must be ce or margin, got {o.sff_loss!r}")
+        if o.aux_kernel < 1 or o.aux_kernel % 2 == 0:
+            raise ConfigError(f"aux_kernel must be odd and positive, got {o.aux_kernel}")
+        if o.model not in TV_ARCHS:
+            raise ConfigError(f"sff wraps torchvision networks ({', '.join(TV_ARCHS)}), not {o.model!r}")
+        net = build_model(o.model, in_channels=in_channels, num_classes=0, image_size=image_size, stem=o.stem,
+                          width_mult=o.width_mult, dropout=o.dropout)
+        if o.init_weights:
+            skipped = net.load_torchvision_weights(o.init_weights)
             if skipped:
-                print(f"ffvision: {init_weights}: kept the adapted layers' own init for {', '.join(skipped)}",
+                print(f"ffvision: {o.init_weights}: kept the adapted layers' own init for {', '.join(skipped)}",
                       file=sys.stderr)
+        granularity, freeze_blocks, model = o.granularity, o.freeze_blocks, o.model
         bodies = net.local_blocks(granularity)
         if not 0 <= freeze_blocks < len(bodies):
             raise ConfigError(f"freeze_blocks must be in [0, {len(bodies) - 1}] for {model} at {granularity} "
                               f"granularity ({len(bodies)} blocks), got {freeze_blocks}")
-        self.granularity, self.lr, self.weight_decay = granularity, lr, weight_decay
-        loss = goodness_cross_entropy if sff_loss == "ce" else functools.partial(goodness_margin_loss, margin=margin)
+        self.granularity, self.lr, self.weight_decay = granularity, o.lr, o.weight_decay
+        loss = (goodness_cross_entropy if o.sff_loss == "ce"
+                else functools.partial(goodness_margin_loss, margin=o.margin))
         channels = _out_channels(bodies, in_channels, image_size)
         for body, c in zip(bodies, channels):
-            self.blocks.append(LocalBlock(body, ClassChannelGoodness(c, num_classes, aux_kernel), post=RMSNorm(),
+            self.blocks.append(LocalBlock(body, ClassChannelGoodness(c, num_classes, o.aux_kernel), post=RMSNorm(),
                                           loss=loss))
         self.frozen = set(range(freeze_blocks))
         for i in self.frozen:
