@@ -28,29 +28,32 @@ from ffvision.methods.base import LocalMethod
 def layer_diagnostics(method: LocalMethod, loader: Any, to_device: Any, max_images: int) -> dict[str, Any]:
     """Per-layer statistics (and the raw score samples for plots) over up to max_images images."""
     method.eval()
-    per: dict[str, list[torch.Tensor]] = {}
+    layers: list[list[torch.Tensor]] = []
+    strategies: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
     n = 0
     for x, y in loader:
         x, y = to_device(x, y)
         x, y = x[: max_images - n], y[: max_images - n]
         scores = method.scores(x)
-        for k, s in scores.items():
-            if k.startswith("layer/") or k in method.strategies:
-                per.setdefault(k, []).append(s.float().cpu())
+        layers = layers or [[] for _ in scores.layers]
+        for acc, s in zip(layers, scores.layers):
+            acc.append(s.float().cpu())
+        for k, s in scores.strategies.items():
+            strategies.setdefault(k, []).append(s.float().cpu())
         labels.append(y.cpu())
         n += y.shape[0]
         if n >= max_images:
             break
     y = torch.cat(labels)
-    layers = sorted((k for k in per if k.startswith("layer/")), key=lambda k: int(k.split("/")[1]))
     out: dict[str, Any] = {"images": n, "num_classes": method.num_classes, "layers": [], "strategies": {}}
     samples: dict[str, dict[str, torch.Tensor]] = {}
-    for k in layers + [s for s in method.strategies if s in per]:
-        s = torch.cat(per[k])  # (B, N)
+    named = [(f"layer/{i + 1}", chunks, True) for i, chunks in enumerate(layers)]
+    named += [(k, strategies[k], False) for k in method.strategies if k in strategies]
+    for k, chunks, is_layer in named:
+        s = torch.cat(chunks)  # (B, N)
         stats, pos, neg = score_statistics(s, y)
-        entry = {"name": k, **stats}
-        (out["layers"].append(entry) if k.startswith("layer/") else out["strategies"].__setitem__(k, stats))
+        (out["layers"].append({"name": k, **stats}) if is_layer else out["strategies"].__setitem__(k, stats))
         samples[k] = {"positive": pos, "negative": neg, "rank": stats_rank(s, y)}
     out["_samples"] = samples
     return out

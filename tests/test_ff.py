@@ -14,6 +14,7 @@ from ffvision.core.labels import (
     morphological_patterns,
     negative_labels,
 )
+from ffvision.core.metrics import Counts
 from ffvision.errors import ConfigError, DataError
 
 FF_SMALL = {"num_classes": 10, "in_channels": 1, "image_size": 16}
@@ -115,14 +116,14 @@ def test_layer_training_and_voting_are_independent():
     m.train_step(x, y)
     assert all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
     s = m.scores(torch.rand(2, 1, 16, 16))
-    assert torch.allclose(s["goodness"], s["layer/1"] + s["layer/2"] + s["layer/3"], atol=1e-6)
+    assert torch.allclose(s["goodness"], s.layers[0] + s.layers[1] + s.layers[2], atol=1e-6)
     # layer 1 learns but does not vote
     m = ffvision.create_method("ffcnn", filters=4, train_first_layer=True, vote_from=3, **FF_SMALL)
     before = [p.clone() for p in m.blocks[0].parameters()]
     m.train_step(x, y)
     assert "block1" in m.optimizers and not all(torch.equal(p, q) for p, q in zip(m.blocks[0].parameters(), before))
     s = m.scores(torch.rand(2, 1, 16, 16))
-    assert torch.allclose(s["goodness"], s["layer/3"], atol=1e-6)
+    assert torch.allclose(s["goodness"], s.layers[2], atol=1e-6)
     with pytest.raises(ConfigError, match="vote_from must be a layer number in 1..3"):
         ffvision.create_method("ffcnn", filters=4, vote_from=4, **FF_SMALL)
 
@@ -131,27 +132,27 @@ def test_vote_range_is_chosen_on_validation_and_saved():
     m = ffvision.create_method("hinton", width_mult=0.01, **FF_SMALL)  # 4 layers, no range given
     assert m.vote_range.tolist() == [1, 4]  # all layers vote until validation has spoken
     counts = m.eval_counts(torch.rand(6, 1, 16, 16), torch.arange(6))
-    assert {k for k in counts if k.startswith("vote/")} == {f"vote/{a}-{b}" for a in range(1, 5) for b in range(a, 5)}
-    val = m.select_on_validation({"strategy/goodness": 0.3, "strategy/probe": 0.5, "vote/1-4": 0.3, "vote/2-3": 0.6,
-                                  "vote/2-4": 0.6, "vote/1-1": 0.4})
-    assert m.vote_range.tolist() == [2, 4] and val == {"strategy/goodness": 0.6, "strategy/probe": 0.5}
+    assert set(counts.ranges) == {(a, b) for a in range(1, 5) for b in range(a, 5)}
+    val = m.select_on_validation(Counts({"goodness": 0.3, "probe": 0.5}, ranges={(1, 4): 0.3, (2, 3): 0.6,
+                                                                                  (2, 4): 0.6, (1, 1): 0.4}))
+    assert m.vote_range.tolist() == [2, 4] and val.strategies == {"goodness": 0.6, "probe": 0.5} and not val.ranges
     assert m.state_dict()["vote_range"].tolist() == [2, 4]  # checkpoints carry the choice
     s = m.scores(torch.rand(3, 1, 16, 16))
-    assert torch.allclose(s["goodness"], s["layer/2"] + s["layer/3"] + s["layer/4"], atol=1e-6)
+    assert torch.allclose(s["goodness"], s.layers[1] + s.layers[2] + s.layers[3], atol=1e-6)
     fixed = ffvision.create_method("hinton", width_mult=0.01, vote_from=3, vote_to=3, **FF_SMALL)
-    assert not any(k.startswith("vote/") for k in fixed.eval_counts(torch.rand(2, 1, 16, 16), torch.arange(2)))
+    assert not fixed.eval_counts(torch.rand(2, 1, 16, 16), torch.arange(2)).ranges
     half = ffvision.create_method("hinton", width_mult=0.01, vote_from=2, **FF_SMALL)
     assert half.vote_candidates() == [(2, 2), (2, 3), (2, 4)]
 
 
 def test_test_split_runs_only_the_layers_the_vote_needs():
     m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)  # 3 layers
-    m.select_on_validation({"strategy/goodness": 0.1, "vote/1-2": 0.5, "vote/1-3": 0.4})
+    m.select_on_validation(Counts({"goodness": 0.1}, ranges={(1, 2): 0.5, (1, 3): 0.4}))
     x, y = torch.rand(6, 1, 16, 16), torch.arange(6)
     full, test = m.eval_counts(x, y, select=True), m.eval_counts(x, y, select=False)
-    assert "layer/3" in full and "layer/3" not in test and not any(k.startswith("vote/") for k in test)
-    assert test["strategy/goodness"] == full["vote/1-2"] and test["strategy/probe"] == full["strategy/probe"]
-    assert torch.equal(m.predict(x, "goodness"), m.scores(x)["vote/1-2"])
+    assert len(full.layers) == 3 and len(test.layers) == 2 and not test.ranges  # layer 3 did not run
+    assert test.strategies["goodness"] == full.ranges[(1, 2)] and test.strategies["probe"] == full.strategies["probe"]
+    assert torch.equal(m.predict(x, "goodness"), m.scores(x).ranges[(1, 2)])
 
 
 def test_ce_loss_scores_every_label_and_trains_only_its_layers():

@@ -123,7 +123,7 @@ def test_early_exit():
     for t in (0.5, 0.9):
         p, u = m.predict_early_exit(x, threshold=t)
         counts = m.eval_counts(x, y)
-        assert counts[f"early-exit/{t:g}/accuracy"] == (p == y).sum() and counts[f"early-exit/{t:g}/layers"] == u.sum()
+        assert counts.early_exit[t][0] == (p == y).sum() and counts.early_exit[t][1] == u.sum()
 
 
 def test_strategy_info_counts_parameters():
@@ -276,3 +276,15 @@ def test_model_type_errors_are_not_hidden():
             create_model("broken_model_for_test")
     finally:
         registry._MODELS.pop("broken_model_for_test")
+
+
+def test_counts_add_and_flatten_in_one_order():
+    """Counts sum batch by batch and flatten to one tensor for the all-reduce, keeping their structure."""
+    from ffvision.core.metrics import Counts
+
+    a = Counts({"last": torch.tensor(3), "heads": torch.tensor(1)}, [torch.tensor(2)], {(1, 2): torch.tensor(4)},
+               {0.9: (torch.tensor(5), torch.tensor(7))}, torch.tensor(6))
+    s = (a + a).map(lambda v: float(v) / 10)
+    assert s.strategies == {"last": 0.6, "heads": 0.2} and s.layers == [0.4] and s.ranges == {(1, 2): 0.8}
+    assert s.early_exit == {0.9: (1.0, 1.4)} and s.top5 == 1.2
+    assert a.with_leaves(a.leaves()) == a

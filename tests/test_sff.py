@@ -100,12 +100,12 @@ def test_strategies_and_losses(loss):
         assert m.predict(x, s).shape == (4, 10)
     counts = m.eval_counts(x, y)
     n = len(m.blocks)
-    assert sum(k.startswith("range/") for k in counts) == n * (n + 1) // 2
-    val = {k: float(v) / 4 for k, v in counts.items()}
-    val["range/2-4"] = 2.0  # pretend this range is the best on validation
+    assert len(counts.ranges) == n * (n + 1) // 2 and (1, n) in counts.ranges  # 1-based block ranges
+    val = counts.map(lambda v: float(v) / 4)
+    val.ranges[(3, 5)] = 2.0  # pretend blocks 3..5 are the best range on validation
     out = m.select_on_validation(val)
-    assert m.range_sel.tolist() == [2, 4] and out["strategy/range"] == 2.0
-    assert "range/2-4" not in out and m.strategy_info()["range"]["layers"] == 5
+    assert m.range_sel.tolist() == [2, 4] and out.strategies["range"] == 2.0
+    assert not out.ranges and m.strategy_info()["range"]["layers"] == 5
 
 
 def test_margin_loss_formula():

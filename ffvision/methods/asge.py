@@ -23,6 +23,7 @@ from torch import nn
 
 from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
 from ffvision.core.fused import fusable
+from ffvision.core.metrics import Counts, Scores
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
@@ -146,23 +147,19 @@ class ASGE(LocalMethod):
         return {"head_loss_sum": head_loss.detach() * y.shape[0],
                 "correct": (logits.detach().argmax(1) == y).sum()}  # default strategy: heads
 
-    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
         """Scores of every layer and of the three strategies, from one forward pass."""
         outs = list(self.iter_outputs(x))
-        res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}
-        res["last"] = res[f"layer/{len(outs)}"]
-        res["goodness-sum"] = torch.stack([o.scores.float() for o in outs]).sum(0)
-        res["heads"] = self.head_logits([o.out for o in outs])
-        return res
+        layers = [o.scores.float() for o in outs]
+        return Scores({"last": layers[-1], "goodness-sum": torch.stack(layers).sum(0),
+                       "heads": self.head_logits([o.out for o in outs])}, layers)
 
-    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_counts(self, scores: Scores, y: torch.Tensor) -> Counts[torch.Tensor]:
         """Strategy and per-layer correct counts, plus early-exit accuracy and layers used."""
         counts = super().score_counts(scores, y)
-        layer_scores = [s for k, s in scores.items() if k.startswith("layer/")]
         for t in self.early_exit_thresholds:
-            pred, used = early_exit(layer_scores, t, len(layer_scores))
-            counts[f"early-exit/{t:g}/accuracy"] = (pred == y).sum()
-            counts[f"early-exit/{t:g}/layers"] = used.sum()
+            pred, used = early_exit(scores.layers, t, len(scores.layers))
+            counts.early_exit[t] = ((pred == y).sum(), used.sum())
         return counts
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ffvision.core import BlockOutput
+from ffvision.core.metrics import Counts, Scores, correct
 from ffvision.errors import ConfigError, DataError
 from ffvision.methods.options import MethodOptions, MethodSpec
 from ffvision.models import create_model
@@ -197,10 +198,6 @@ class LocalMethod(nn.Module):
         for i in self.frozen:
             self.blocks[i].eval()
 
-    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
-        """Choose settings on validation metrics (e.g. a layer range); returns updated metrics."""
-        return val
-
     def iter_outputs(self, x: torch.Tensor) -> Iterator[BlockOutput]:
         """Forward through the blocks (no training), yielding each block's output."""
         x = self.prepare(x)
@@ -221,12 +218,10 @@ class LocalMethod(nn.Module):
         stats.update(self.finish_update(kept, y))
         return self.combine_stats(stats)
 
-    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
-        """Class scores (B, N) of every strategy and block ('layer/1', ...); `strategy` may limit the work."""
-        outs = list(self.iter_outputs(x))
-        res = {f"layer/{i + 1}": o.scores.float() for i, o in enumerate(outs)}
-        res["last"] = res[f"layer/{len(outs)}"]
-        return res
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
+        """Class scores (B, N) of every strategy and block; `strategy` may limit the work."""
+        layers = [o.scores.float() for o in self.iter_outputs(x)]
+        return Scores({"last": layers[-1]}, layers)
 
     def chosen_strategy(self) -> str:
         """The strategy used when none is named: the one selected on validation, else the method's default."""
@@ -244,7 +239,7 @@ class LocalMethod(nn.Module):
         return self.scores(x, strategy)[strategy]
 
     @torch.no_grad()
-    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> dict[str, torch.Tensor]:
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> Counts[torch.Tensor]:
         """On-device sums over the batch; divided by the sample count they give accuracies.
 
         `select` is True on the validation split, where a method may also score the candidates
@@ -253,14 +248,18 @@ class LocalMethod(nn.Module):
         self.eval()
         return self.score_counts(self.scores(x), y)
 
-    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Correct counts of every strategy and layer (and top-5 of the default strategy)."""
-        counts = {k if k.startswith("layer/") else f"strategy/{k}": (s.argmax(1) == y).sum()
-                  for k, s in scores.items() if k in self.strategies or k.startswith("layer/")}
-        if self.num_classes > 5:
-            top5 = scores[self.chosen_strategy()].topk(5, dim=1).indices
-            counts["top5"] = (top5 == y[:, None]).any(dim=1).sum()
+    def score_counts(self, scores: Scores, y: torch.Tensor) -> Counts[torch.Tensor]:
+        """Correct counts of every strategy, layer and candidate range (and top-5 of the chosen strategy)."""
+        counts = Counts({k: correct(s, y) for k, s in scores.strategies.items() if k in self.strategies},
+                        [correct(s, y) for s in scores.layers], {r: correct(s, y) for r, s in scores.ranges.items()})
+        chosen = scores.strategies.get(self.chosen_strategy())
+        if self.num_classes > 5 and chosen is not None:
+            counts.top5 = (chosen.topk(5, dim=1).indices == y[:, None]).any(dim=1).sum()
         return counts
+
+    def select_on_validation(self, val: Counts[float]) -> Counts[float]:
+        """Choose what the method chooses on validation (a layer range); the accuracies with it applied."""
+        return val
 
     def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per block: (feature map h (B, C, H, W) with autograd history, score of class cls (B,)).

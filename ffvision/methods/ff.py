@@ -56,6 +56,7 @@ from ffvision.core import (
     negative_labels,
     rms_normalize,
 )
+from ffvision.core.metrics import Counts, Scores, best_range
 from ffvision.core.norm import TINY
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
@@ -313,29 +314,28 @@ class GoodnessFF(LocalMethod):
                     break
         return out
 
-    def scores(self, x: torch.Tensor, strategy: str | None = None, select: bool = True) -> dict[str, torch.Tensor]:
-        """Goodness (one pass per class) and probe scores; per-layer goodness as 'layer/l'.
+    def scores(self, x: torch.Tensor, strategy: str | None = None, select: bool = True) -> Scores:
+        """Goodness (one pass per class) and probe scores, per-layer goodness and candidate voting ranges.
 
         With select (validation) every layer runs, so that every voting range can be scored;
         otherwise (a prediction, the test split) only the layers up to the chosen range's last.
         """
-        res: dict[str, torch.Tensor] = {}
+        res = Scores({})
         if strategy in (None, "goodness"):
             upto = None if select and strategy is None else int(self.vote_range[1])  # one host sync per batch
             per_layer = self.goodness_scores(x, upto)
-            res.update({f"layer/{i + 1}": s for i, s in enumerate(per_layer)})
+            res.layers = list(per_layer)
             prefix = F.pad(per_layer.cumsum(0), (0, 0, 0, 0, 1, 0))  # (l+1, B, N): prefix[k] = layers 1..k
             if upto is None:
-                for a, b in self.vote_candidates():
-                    res[f"vote/{a}-{b}"] = prefix[b] - prefix[a - 1]
+                res.ranges = {(a, b): prefix[b] - prefix[a - 1] for a, b in self.vote_candidates()}
             ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))
-            res["goodness"] = ends[1] - ends[0]
+            res.strategies["goodness"] = ends[1] - ends[0]
         if strategy in (None, "probe"):
-            res["probe"] = self.probe_logits(x)
+            res.strategies["probe"] = self.probe_logits(x)
         return res
 
     @torch.no_grad()
-    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> dict[str, torch.Tensor]:
+    def eval_counts(self, x: torch.Tensor, y: torch.Tensor, select: bool = True) -> Counts[torch.Tensor]:
         """Counts of every strategy; on the test split (select=False) layers past the voting range do not run."""
         self.eval()
         return self.score_counts(self.scores(x, None, select), y)
@@ -349,23 +349,13 @@ class GoodnessFF(LocalMethod):
         return [(a, b) for a in ([lo] if lo else range(1, n + 1)) for b in ([hi] if hi else range(a, n + 1))
                 if a <= b]
 
-    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Also the accuracy of every candidate voting range (for selection on validation)."""
-        counts = super().score_counts(scores, y)
-        counts.update({k: (s.argmax(1) == y).sum() for k, s in scores.items() if k.startswith("vote/")})
-        return counts
-
-    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
+    def select_on_validation(self, val: Counts[float]) -> Counts[float]:
         """Choose the voting range on validation (ties: the widest, then the earliest); metrics with it applied."""
-        votes = {tuple(int(v) for v in k.split("/")[1].split("-")): acc for k, acc in val.items()
-                 if k.startswith("vote/")}
-        if not votes:
+        if not val.ranges:
             return val
-        a, b = max(votes, key=lambda r: (votes[r], r[1] - r[0], -r[0]))
+        a, b = best_range(val.ranges)
         self.vote_range.copy_(torch.tensor([a, b]))
-        kept = {k: v for k, v in val.items() if not k.startswith("vote/")}
-        kept["strategy/goodness"] = votes[(a, b)]
-        return kept
+        return val.replace(strategies={**val.strategies, "goodness": val.ranges[(a, b)]}, ranges={})
 
     def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer: the feature map for class cls's label overlaid, and its goodness G (B,)."""

@@ -25,6 +25,7 @@ from torch import nn
 
 from ffvision.core import LocalBlock, RMSNorm
 from ffvision.core.losses import goodness_cross_entropy, goodness_margin_loss
+from ffvision.core.metrics import Counts, Scores, correct
 from ffvision.core.readouts import ClassChannelGoodness
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
@@ -80,37 +81,30 @@ class SFF(LocalMethod):
         return {f"block{i + 1}": (list(b.parameters()), self.lr, self.weight_decay)
                 for i, b in enumerate(self.blocks) if i not in self.frozen}
 
-    def scores(self, x: torch.Tensor, strategy: str | None = None) -> dict[str, torch.Tensor]:
+    def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
         """Per-block goodness vectors and the average / last / selected-range strategies."""
         per = torch.stack([o.scores.float() for o in self.iter_outputs(x)])  # (L, B, N)
-        res = {f"layer/{i + 1}": s for i, s in enumerate(per)}
         a, b = (int(v) for v in self.range_sel)
-        res.update({"average": per.mean(0), "last": per[-1], "range": per[a:b + 1].mean(0)})
-        return res
+        return Scores({"average": per.mean(0), "last": per[-1], "range": per[a:b + 1].mean(0)}, list(per))
 
-    def score_counts(self, scores: dict[str, torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def score_counts(self, scores: Scores, y: torch.Tensor) -> Counts[torch.Tensor]:
         """Also the accuracy of every contiguous range of blocks (for selection on validation)."""
         counts = super().score_counts(scores, y)
-        per = torch.stack([s for k, s in scores.items() if k.startswith("layer/")])  # (L, B, N)
+        per = torch.stack(scores.layers)  # (L, B, N)
         prefix = torch.cat([torch.zeros_like(per[:1]), per.cumsum(0)])  # prefix[i] = sum of blocks < i
         n = per.shape[0]
         for a in range(n):
-            for b in range(a, n):
-                counts[f"range/{a}-{b}"] = ((prefix[b + 1] - prefix[a]).argmax(1) == y).sum()
+            for b in range(a, n):  # blocks a+1..b+1 (1-based)
+                counts.ranges[(a + 1, b + 1)] = correct(prefix[b + 1] - prefix[a], y)
         return counts
 
-    def select_on_validation(self, val: dict[str, float]) -> dict[str, float]:
+    def select_on_validation(self, val: Counts[float]) -> Counts[float]:
         """Pick the block range with the best validation accuracy (ties: the first found)."""
-        ranges = {k: v for k, v in val.items() if k.startswith("range/")}
-        if not ranges:
+        if not val.ranges:
             return val
-        best = max(ranges, key=lambda k: ranges[k])
-        a, b = (int(v) for v in best.split("/")[1].split("-"))
-        self.range_sel.copy_(torch.tensor([a, b]))
-        kept = {k: v for k, v in val.items() if not k.startswith("range/")}
-        kept["strategy/range"] = ranges[best]
-        kept["range_first_block"], kept["range_last_block"] = a + 1, b + 1
-        return kept
+        a, b = max(val.ranges, key=lambda r: val.ranges[r])
+        self.range_sel.copy_(torch.tensor([a - 1, b - 1]))
+        return val.replace(strategies={**val.strategies, "range": val.ranges[(a, b)]}, ranges={})
 
     def strategy_info(self) -> dict[str, dict[str, int]]:
         """Trainable parameters and blocks each strategy runs."""

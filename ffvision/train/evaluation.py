@@ -9,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ffvision.core.metrics import Counts
+from ffvision.errors import DataError
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 
@@ -23,9 +25,9 @@ def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str
 @torch.no_grad()
 def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc: str = "eval",
              max_batches: int | None = None, disable_progress: bool | None = None,
-             select: bool = False) -> dict[str, float]:
+             select: bool = False) -> Counts[float]:
     """Sum `method.eval_counts` over a loader on the device; one host sync; divide by n (select: validation)."""
-    sums: dict[str, torch.Tensor] = {}
+    sums: Counts[torch.Tensor] | None = None
     n = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
     # Without a terminal tqdm is silent: a line every 30 s says the evaluation is alive (log files).
@@ -36,15 +38,16 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
         if max_batches is not None and i >= max_batches:
             break
         x, y = to_device(x, y)
-        for k, v in method.eval_counts(x, y, select).items():
-            sums[k] = sums[k] + v if k in sums else v
+        counts = method.eval_counts(x, y, select)
+        sums = counts if sums is None else sums + counts
         n += y.shape[0]
         if lines and time.perf_counter() - last > 30:
             last = time.perf_counter()
             print(f"{desc}: {n}/{total} images, {n / (last - start):.0f} img/s", flush=True)
-    keys = list(sums)
-    device = next(iter(sums.values())).device if sums else torch.device("cpu")
-    total = torch.stack([sums[k].float() for k in keys] + [torch.tensor(float(n), device=device)])
+    if sums is None:
+        raise DataError(f"{desc}: no images to evaluate")
+    leaves = sums.leaves()
+    total = torch.stack([v.float() for v in leaves] + [torch.tensor(float(n), device=leaves[0].device)])
     values = dist.all_reduce_sum(total).cpu().tolist()  # every rank evaluated its own shard
-    n_all = values.pop()
-    return {k: v / max(n_all, 1) for k, v in zip(keys, values)}
+    n_all = max(values.pop(), 1.0)
+    return sums.with_leaves([v / n_all for v in values])

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ffvision.config import TrainConfig, apply_overrides, validate
+from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.errors import ConfigError
 from ffvision.methods import (
@@ -117,7 +118,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
             used = {k: v for k, v in used_config(cfg).items() if k not in ("dry_run", "out", "force")}
             print("# the resolved config (a recipe for --config):")
             print(yaml.safe_dump(used, sort_keys=False, default_flow_style=False).rstrip())
-            accs = {k.split("/", 1)[1]: round(v, 4) for k, v in test.items() if k.startswith("strategy/")}
+            accs = {k: round(v, 4) for k, v in test.strategies.items()}
             print(f"dry run OK: one train step, one validation and one test batch (test batch accuracy {accs})")
         return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
     barrier()
@@ -169,25 +170,23 @@ def check_strategy(method: LocalMethod, strategy: str) -> None:
                           f"{', '.join(method.strategies)}")
 
 
-def report(method: LocalMethod, counts: dict[str, float], strategy: str | None = None) -> dict[str, Any]:
+def report(method: LocalMethod, counts: Counts[float], strategy: str | None = None) -> dict[str, Any]:
     """Turn averaged eval counters into test accuracies by strategy, layer and early exit."""
-    by_strategy = {k.split("/", 1)[1]: v for k, v in counts.items() if k.startswith("strategy/")}
     strategy = strategy or method.chosen_strategy()
     out: dict[str, Any] = {
         "default_strategy": method.default_strategy,
         "strategy": strategy,
-        "test_accuracy": by_strategy[strategy],
-        "test_accuracy_by_strategy": by_strategy,
-        "test_layer_accuracy": [v for k, v in counts.items() if k.startswith("layer/")],
+        "test_accuracy": counts.strategies[strategy],
+        "test_accuracy_by_strategy": dict(counts.strategies),
+        "test_layer_accuracy": list(counts.layers),
         "trainable_parameters": method.trainable_parameters(),
         "strategies": method.strategy_info(),
     }
-    if "top5" in counts:
-        out["test_top5_accuracy"] = counts["top5"]
-    exits = sorted({k.split("/")[1] for k in counts if k.startswith("early-exit/")}, key=float)
-    if exits:
-        out["early_exit"] = [{"threshold": float(t), "accuracy": counts[f"early-exit/{t}/accuracy"],
-                              "mean_layers": counts[f"early-exit/{t}/layers"]} for t in exits]
+    if counts.top5 is not None:
+        out["test_top5_accuracy"] = counts.top5
+    if counts.early_exit:
+        out["early_exit"] = [{"threshold": t, "accuracy": acc, "mean_layers": used}
+                             for t, (acc, used) in sorted(counts.early_exit.items())]
     return out
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from tqdm import tqdm
 
 from ffvision.config import TrainConfig
+from ffvision.core.metrics import Counts
 from ffvision.errors import TrainingDiverged, TrainingInterrupted
 from ffvision.methods import used_config
 from ffvision.methods.base import LocalMethod
@@ -343,7 +344,7 @@ class Trainer:
             for s in self.schedulers.values():
                 s.step()
         val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val"))
-        by_strategy = {k.split("/", 1)[1]: v for k, v in val.items() if k.startswith("strategy/")}
+        by_strategy = val.strategies
         strategy = select_strategy(by_strategy, self.cfg.strategy, self.method.default_strategy)
         record = {
             "epoch": self.epoch + 1,
@@ -354,7 +355,7 @@ class Trainer:
             "val_accuracy": by_strategy[strategy],  # of the strategy chosen on validation (or given)
             "val_strategy": strategy,
             "val_accuracy_by_strategy": by_strategy,
-            "val_layer_accuracy": [v for k, v in val.items() if k.startswith("layer/")],
+            "val_layer_accuracy": val.layers,
             "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
             "train_seconds_total": self.train_seconds,
             "train_images_per_second": self.images_seen / max(self.train_seconds, 1e-9),
@@ -384,7 +385,7 @@ class Trainer:
         limit = self.cfg.val_images if self.cfg.val_images is not None else self.method.default_val_images
         return val_set if limit is None or limit >= len(val_set) else Subset(val_set, range(limit))
 
-    def evaluate(self, dataset: Dataset, desc: str = "eval", max_batches: int | None = None) -> dict[str, float]:
+    def evaluate(self, dataset: Dataset, desc: str = "eval", max_batches: int | None = None) -> Counts[float]:
         """Average every counter of `method.eval_counts` over a dataset (one host sync)."""
         loader = self._loader(dataset, self.cfg.eval_batch_size, None, 0)
         return evaluate(self.method, loader, self._to_device, desc, max_batches, self._progress_disabled(),
