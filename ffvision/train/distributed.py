@@ -64,6 +64,21 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def reduce_sums(sums: dict[str, torch.Tensor], count: int, device: torch.device
+                ) -> tuple[dict[str, torch.Tensor], float]:
+    """Each tensor of `sums` and `count` summed over all ranks, in one flat all-reduce and one host sync."""
+    keys = sorted(sums)
+    flat = torch.cat([sums[k].detach().float().reshape(-1) for k in keys]
+                     + [torch.tensor([float(count)], device=device)])
+    flat = all_reduce_sum(flat).cpu()
+    out, pos = {}, 0
+    for k in keys:
+        size = sums[k].numel()
+        out[k] = flat[pos:pos + size].reshape(sums[k].shape)
+        pos += size
+    return out, float(flat[-1])
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if `flag` is true on any rank (a collective: every rank must call it)."""
     if not current().enabled:

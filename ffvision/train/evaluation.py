@@ -6,7 +6,7 @@ import time
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from ffvision.core.metrics import Counts
@@ -20,6 +20,13 @@ def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str
     if wanted != "auto":
         return wanted
     return max(val_by_strategy, key=lambda k: (val_by_strategy[k], k == default))
+
+
+def val_subset(val_set: Dataset, limit: int | None, method_default: int | None) -> Dataset:
+    """The validation images evaluated each epoch: the first `limit` (or the method's default; the split is
+    shuffled)."""
+    limit = limit if limit is not None else method_default
+    return val_set if limit is None or limit >= len(val_set) else Subset(val_set, range(limit))
 
 
 @torch.no_grad()

@@ -55,6 +55,13 @@ class RunLog:
             pass
 
 
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """The one line printed at the end of an epoch."""
+    by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
+    return (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  train acc "
+            f"{record['train_accuracy']:.4f}  val acc [{by}]  {record['train_images_per_second']:.0f} img/s")
+
+
 class SigintHandler:
     """First Ctrl-C: finish the step, save last.pt, exit cleanly. Second: stop at once."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class EpochSampler(Sampler[int]):
@@ -51,3 +51,12 @@ class ShardSampler(Sampler[int]):
     def __len__(self) -> int:
         """How many samples this rank evaluates."""
         return len(self.indices)
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int, num_workers: int,
+                device: torch.device, world: Any) -> DataLoader:
+    """A DataLoader over `sampler` (default: this rank's shard, in order) whose worker seeds derive from `seed`."""
+    if sampler is None:
+        sampler = ShardSampler(len(dataset), world.rank, world.world_size)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))

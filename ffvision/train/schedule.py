@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import torch
 
 
 class WarmupCosine:
@@ -17,3 +20,38 @@ class WarmupCosine:
             return (t + 1) / self.warmup
         progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], cfg: Any, steps_per_epoch: int,
+                    existing: dict[str, torch.optim.lr_scheduler.LambdaLR] | None = None
+                    ) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    """One warm-up + cosine schedule per optimizer, over steps or epochs (a resumed run keeps its step
+    count and adopts the possibly longer schedule)."""
+    per = steps_per_epoch if cfg.scheduler_interval == "step" else 1
+    total, warmup = cfg.epochs * per, int(round(cfg.warmup_epochs * per))
+    out = dict(existing or {})
+    for name, opt in optimizers.items():
+        if name in out:
+            out[name].lr_lambdas = [WarmupCosine(total, warmup, cfg.min_lr_ratio)]
+        else:
+            out[name] = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(total, warmup, cfg.min_lr_ratio))
+    return out
+
+
+def restore_schedulers(schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
+                       states: dict[str, dict[str, Any]]) -> None:
+    """Load saved scheduler states (without their lambdas: the current schedule applies) and this step's lr."""
+    for k, sd in states.items():
+        sched = schedulers[k]
+        lambdas = sched.lr_lambdas
+        sched.load_state_dict({**sd, "lr_lambdas": [None] * len(lambdas)})
+        sched.lr_lambdas = lambdas  # the current schedule (epochs may have been extended)
+        # Building LambdaLR reset the optimizer's lr to step 0's; put back this step's.
+        for group, base, lam in zip(sched.optimizer.param_groups, sched.base_lrs, lambdas):
+            group["lr"] = base * lam(sched.last_epoch)
+        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+
+
+def scheduler_states(schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR]) -> dict[str, dict[str, Any]]:
+    """What a checkpoint keeps of each scheduler (not its lambdas: they are rebuilt from the config)."""
+    return {k: {kk: vv for kk, vv in s.state_dict().items() if kk != "lr_lambdas"} for k, s in schedulers.items()}
