@@ -47,15 +47,20 @@ def _resolve_recipe(name: str) -> Path:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (width_mult -> --width-mult), defaults suppressed."""
+    from ffvision.methods.registry import list_methods, method_defaults
+
+    declared = {m: method_defaults(m) for m in list_methods()}  # the methods' own option defaults
     hints = typing.get_type_hints(TrainConfig)
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         args = typing.get_args(hints[name]) or (hints[name],)
         base = next(a for a in args if a is not type(None))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        helptext = f.metadata.get("help", "")  # None: the text says what the default is (stated once)
+        helptext = f.metadata.get("help", "")
         if default is not None and "(default" not in helptext:
             helptext += f" [default: {default}]"
+        elif default is None:  # a method's option: its default is the method's declaration
+            helptext += method_default_text(name, declared)
         if base is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=helptext)
@@ -64,6 +69,17 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         else:
             p.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext,
                            metavar=name.upper())
+
+
+def method_default_text(name: str, declared: dict[str, dict[str, Any]]) -> str:
+    """' [default: V]' when every method that takes `name` has default V, else ' [default: asge V, bp W]'."""
+    vals = {m: d[name] for m, d in declared.items() if d.get(name) is not None}
+    if not vals:
+        return ""
+    shown = {m: (list(v) if isinstance(v, tuple) else v) for m, v in vals.items()}
+    if len({repr(v) for v in shown.values()}) == 1 and len(vals) == sum(name in d for d in declared.values()):
+        return f" [default: {next(iter(shown.values()))}]"
+    return " [default: " + ", ".join(f"{m} {v}" for m, v in shown.items()) + "]"
 
 
 class _Parser(argparse.ArgumentParser):

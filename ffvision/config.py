@@ -32,8 +32,7 @@ class TrainConfig:
 
     # --- what to train
     method: str = opt("asge", "training method: see `ffvision list` (asge, bp, ffcnn, hinton, ...)")
-    model: str | None = opt(None, "architecture (default: the method's: vgg8 for asge/bp, ffcnn3, mlp, resnet18 "
-                            "for sff); see `ffvision list`")
+    model: str | None = opt(None, "architecture; see `ffvision list`")
     dataset: str = opt("fashion-mnist", "mnist | fashion-mnist | cifar10 | cifar100 | imagenet | imagefolder")
     data_dir: str | None = opt(None, "dataset folder (default: $FFVISION_DATA or ./data, then system copies)")
     download: bool = opt(False, "fetch missing MNIST/FashionMNIST/CIFAR files with torchvision")
@@ -48,67 +47,62 @@ class TrainConfig:
     # --- model
     width_mult: float = opt(1.0, "channel width multiplier (0.25 makes every layer 4x narrower)")
     dropout: float | None = opt(None, "dropout after each layer (default: the model's, 0.1 VGG, 0 FF-CNN)")
-    filters: int | None = opt(None, "filters per layer of the FF-CNN models (default 128)")
-    alpha: float = opt(1.0, "ASGE grid rule P_l = alpha * C_L / C_l")
+    filters: int | None = opt(None, "filters per layer of the FF-CNN models (default: the model's, 128)")
+    alpha: float | None = opt(None, "ASGE grid rule P_l = alpha * C_L / C_l")
 
     # --- optimisation (one AdamW per block; heads have their own)
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
-    lr: float | None = opt(None, "peak learning rate of every block (default: the method's: asge 1e-2, bp 1e-3, "
-                           "ffcnn 1e-2, hinton 3e-2, sff 1e-3)")
-    weight_decay: float | None = opt(None, "AdamW weight decay of the blocks (default: the method's)")
-    head_lr: float | None = opt(None, "ASGE linear heads' learning rate (default: the method's)")
-    head_weight_decay: float = opt(0.0, "ASGE linear heads' weight decay")
-    head_init: str = opt("zeros", "ASGE heads' init: zeros | kaiming (official code) | default")
-    heads_from: int = opt(2, "ASGE linear heads on layers heads_from..L (1-based)")
-    fused_readout: bool = opt(False, "ASGE: train each layer through one fused conv-ReLU-goodness-projection "
-                              "autograd step (the same gradients; on the CPU it needs more memory today, see "
-                              "docs/results.md)")
+    lr: float | None = opt(None, "peak learning rate of every block")
+    weight_decay: float | None = opt(None, "AdamW weight decay of the blocks")
+    head_lr: float | None = opt(None, "ASGE linear heads' learning rate")
+    head_weight_decay: float | None = opt(None, "ASGE linear heads' weight decay")
+    head_init: str | None = opt(None, "ASGE heads' init: zeros | kaiming (official code) | default")
+    heads_from: int | None = opt(None, "ASGE linear heads on layers heads_from..L (1-based)")
+    fused_readout: bool | None = opt(None, "ASGE: train each layer through one fused conv-ReLU-goodness-projection "
+                                     "autograd step (the same gradients; on the CPU it needs more memory today, see "
+                                     "docs/results.md)")
     min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
     warmup_epochs: float = opt(0.3, "linear learning-rate warm-up before the cosine, in epochs")
     scheduler_interval: str = opt("step", "step (smooth cosine) | epoch (as the official ASGE code)")
 
-    memory_saving: str = opt("none", "bp only: none | checkpoint (per-layer activation checkpointing) | accumulate "
-                             "(4 micro-batches, gradients accumulated)")
+    memory_saving: str | None = opt(None, "bp only: none | checkpoint (per-layer activation checkpointing) | "
+                                    "accumulate (4 micro-batches, gradients accumulated)")
 
     # --- label-in-the-input FF (ffcnn, hinton)
     labels: str | None = opt(None, "label encoding: fourier | morphological (ffcnn), onehot (hinton)")
-    label_intensity: float = opt(0.35, "K in x_c = (1 - K) x + K T_c for spatial labels")
+    label_intensity: float | None = opt(None, "K in x_c = (1 - K) x + K T_c for spatial labels")
     threshold: float | None = opt(None, "goodness threshold theta (default: units per layer for sum, 1 for mean)")
-    goodness: str | None = opt(None, "goodness of a layer: sum (the papers) | mean of the squared activities "
-                               "(default: the method's)")
+    goodness: str | None = opt(None, "goodness of a layer: sum (the papers) | mean of the squared activities")
     ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
                               "negatives of the same image) | ce (softmax over every class's label overlay; "
-                              "about N/2 times the cost) (default: the method's)")
-    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this (default: the "
-                                       "method's)")
+                              "about N/2 times the cost)")
+    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
-                                "belief, Hinton's code) (default: the method's)")
-    num_negatives: int = opt(1, "FF: wrong labels per image and step (symba: a softmax of the positive against "
-                            "them; each costs one more pass)")
-    input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1 (default: the "
-                                  "method's)")
-    train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights) (default: the "
-                                         "method's)")
+                                "belief, Hinton's code)")
+    num_negatives: int | None = opt(None, "FF: wrong labels per image and step (symba: a softmax of the positive "
+                                    "against them; each costs one more pass)")
+    input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1")
+    train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights)")
     vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
                                 "the validation split; Hinton used 2)")
     vote_to: int | None = opt(None, "last layer whose goodness is summed (default: chosen on validation)")
-    probe_lr: float = opt(1e-2, "learning rate of the linear probe (neutral-label inference)")
-    probe_grid: int = opt(4, "probe features: each conv output average-pooled to this grid")
+    probe_lr: float | None = opt(None, "learning rate of the linear probe (neutral-label inference)")
+    probe_grid: int | None = opt(None, "probe features: each conv output average-pooled to this grid")
 
     # --- Scalable FF (sff) on torchvision networks
-    granularity: str = opt("block", "sff blocks: layer (pure FF) | block (hybrid) | stage")
-    aux_kernel: int = opt(1, "sff auxiliary conv kernel size (one output channel per class)")
-    sff_loss: str = opt("ce", "sff loss over the class goodness: ce | margin")
-    margin: float = opt(1.0, "margin m of the sff margin loss")
+    granularity: str | None = opt(None, "sff blocks: layer (pure FF) | block (hybrid) | stage")
+    aux_kernel: int | None = opt(None, "sff auxiliary conv kernel size (one output channel per class)")
+    sff_loss: str | None = opt(None, "sff loss over the class goodness: ce | margin")
+    margin: float | None = opt(None, "margin m of the sff margin loss")
     init_weights: str | None = opt(None, "torchvision state_dict file to start from (transfer learning)")
-    freeze_blocks: int = opt(0, "keep the first K blocks fixed (transfer learning)")
-    stem: str = opt("auto", "torchvision stem: auto (CIFAR-style at <= 64 px) | imagenet | cifar")
+    freeze_blocks: int | None = opt(None, "keep the first K blocks fixed (transfer learning)")
+    stem: str | None = opt(None, "torchvision stem: auto (CIFAR-style at <= 64 px) | imagenet | cifar")
 
     # --- evaluation
     strategy: str = opt("auto", "prediction strategy reported as the run's test accuracy: auto (the best on the "
                         "validation split at the selected epoch) or one of the method's (`ffvision list`)")
-    early_exit_thresholds: list[float] = opt([0.5, 0.7, 0.9, 0.95, 0.99],
+    early_exit_thresholds: list[float] | None = opt(None,
                                              "confidence thresholds reported for early exit")
 
     # --- running
@@ -208,13 +202,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "eval_batch_size": cfg.eval_batch_size,
                 "log_interval": cfg.log_interval, "width_mult": cfg.width_mult, "alpha": cfg.alpha}
     for k, v in positive.items():
-        if v <= 0:
+        if v is not None and v <= 0:
             raise ConfigError(f"{k} must be positive, got {v}")
     for k in ("lr", "head_lr"):
         v = getattr(cfg, k)
         if v is not None and not v > 0:
             raise ConfigError(f"{k} must be positive, got {v}")
-    if (cfg.weight_decay or 0) < 0 or cfg.head_weight_decay < 0:
+    if (cfg.weight_decay or 0) < 0 or (cfg.head_weight_decay or 0) < 0:
         raise ConfigError("weight decay cannot be negative")
     if not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
@@ -223,22 +217,22 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
-               "head_init": ("zeros", "kaiming", "default"), "goodness": ("sum", "mean", None),
+               "head_init": ("zeros", "kaiming", "default", None), "goodness": ("sum", "mean", None),
                "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", None),
-               "granularity": ("layer", "block", "stage"), "sff_loss": ("ce", "margin"),
-               "stem": ("auto", "imagenet", "cifar"),
-               "memory_saving": ("none", "checkpoint", "accumulate")}
+               "granularity": ("layer", "block", "stage", None), "sff_loss": ("ce", "margin", None),
+               "stem": ("auto", "imagenet", "cifar", None),
+               "memory_saving": ("none", "checkpoint", "accumulate", None)}
     for k, allowed in choices.items():
         if getattr(cfg, k) not in allowed:
             raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")
-    if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds):
+    if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds or ()):
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
     if cfg.goodness_scale is not None and not cfg.goodness_scale > 0:
         raise ConfigError(f"goodness_scale must be positive, got {cfg.goodness_scale}")
     for k in ("vote_from", "vote_to"):
         if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
             raise ConfigError(f"{k} is a layer number from 1, got {getattr(cfg, k)}")
-    if not 0 <= cfg.label_intensity <= 1:
+    if cfg.label_intensity is not None and not 0 <= cfg.label_intensity <= 1:
         raise ConfigError(f"label_intensity K must be in [0, 1], got {cfg.label_intensity}")
     if cfg.pipeline_micro_batches < 1:
         raise ConfigError(f"pipeline_micro_batches must be positive, got {cfg.pipeline_micro_batches}")

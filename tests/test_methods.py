@@ -288,3 +288,35 @@ def test_counts_add_and_flatten_in_one_order():
     assert s.strategies == {"last": 0.6, "heads": 0.2} and s.layers == [0.4] and s.ranges == {(1, 2): 0.8}
     assert s.early_exit == {0.9: (1.0, 1.4)} and s.top5 == 1.2
     assert a.with_leaves(a.leaves()) == a
+
+
+def test_method_defaults_live_only_in_the_declaration():
+    """TrainConfig holds no second copy of a method's defaults: its method options are None (= the method's),
+    and the general ones it shares with every method (width, seed) agree with the declaration."""
+    import dataclasses
+
+    from ffvision.config import TrainConfig
+    from ffvision.methods.options import METHODS, MethodOptions
+
+    general = {f.name for f in dataclasses.fields(MethodOptions)}
+    cfg = TrainConfig()
+    for spec in METHODS.values():
+        for name, value in spec.defaults().items():
+            if name in general:
+                assert getattr(cfg, name) in (None, value), (spec.name, name)
+            elif hasattr(cfg, name):
+                assert getattr(cfg, name) is None, f"TrainConfig.{name} repeats {spec.name}'s default"
+
+
+def test_help_and_saved_config_show_the_declared_defaults(capsys):
+    from ffvision.cli import main
+    from ffvision.config import TrainConfig
+    from ffvision.methods import used_config
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[default: asge 0.01, bp 0.001, ffcnn 0.01, hinton 0.03, sff 0.001]" in out  # --lr
+    assert "(1-based) [default: 2]" in out  # --heads-from, ASGE's only
+    saved = used_config(TrainConfig(method="asge", model="vgg8"))
+    assert saved["heads_from"] == 2 and saved["head_lr"] == 0.01 and "labels" not in saved and saved["lr"] is None

@@ -29,8 +29,6 @@ from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 
-DEFAULT_HEAD_LR = 1e-2  # head_lr None: the heads' lr (the reason for the defaults: ASGEOptions)
-
 
 class Heads(nn.ModuleList):
     """Linear heads on layers first+1..L whose logits are summed (one module, one optimizer)."""
@@ -96,7 +94,7 @@ class ASGE(LocalMethod):
         if o.head_init not in ("zeros", "kaiming", "default"):
             raise ConfigError(f"head_init must be zeros, kaiming or default, got {o.head_init!r}")
         self.lr, self.weight_decay = o.lr, o.weight_decay
-        self.head_lr = DEFAULT_HEAD_LR if o.head_lr is None else o.head_lr
+        self.head_lr = o.head_lr
         self.head_weight_decay = o.head_weight_decay
         self.heads_from = heads_from = o.heads_from
         self.early_exit_thresholds = tuple(float(t) for t in o.early_exit_thresholds)

@@ -40,7 +40,7 @@ class ASGEOptions(MethodOptions):
     lr: float = 1e-2
     filters: int | None = None
     alpha: float = 1.0
-    head_lr: float | None = None
+    head_lr: float = 1e-2
     head_weight_decay: float = 0.0
     head_init: str = "zeros"
     heads_from: int = 2

@@ -119,8 +119,13 @@ def resolve(cfg: Any) -> Any:
 
 
 def used_config(cfg: Any) -> dict[str, Any]:
-    """The config as a dict without the options its method does not take (checkpoints, summary.json)."""
-    return used_options(cfg.method, dataclasses.asdict(cfg))
+    """The config as a dict without the options its method does not take (checkpoints, summary.json); the
+    method's own options left unset hold the values the method used (its declared defaults)."""
+    values = dataclasses.asdict(cfg)
+    for k, v in method_defaults(cfg.method).items():
+        if k not in _GENERAL and k in values and values[k] is None and v is not None:
+            values[k] = list(v) if isinstance(v, tuple) else v
+    return used_options(cfg.method, values)
 
 
 def method_kwargs(cfg: Any, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
