@@ -53,6 +53,6 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     try:
         return fn(**kwargs)
     except TypeError as e:  # an option the model does not take is a user error; any other TypeError a bug
-        if "unexpected keyword argument" not in str(e):
+        if "unexpected keyword argument" not in str(e) or not any(f"'{k}'" in str(e) for k in kwargs):
             raise
         raise ConfigError(f"model {name!r}: {e}") from None
