@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
 
@@ -42,49 +39,4 @@ def batch_to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
     return x, y.to(device, non_blocking=True)
 
 
-@dataclass
-class Placement:
-    """Where and how a method runs: its (first) device, memory format and pipeline runner."""
-
-    device: torch.device
-    channels_last: bool
-    pipeline: Any = None  # a PipelineRunner with --pipeline-devices
-
-
-def place_method(method: Any, cfg: Any, world: Any) -> Placement:
-    """Move a method to its device; set channels_last, bf16, compile, DDP and pipelining from the config."""
-    from ffvision.errors import ConfigError
-
-    devices = None
-    if cfg.pipeline_devices:
-        from ffvision.train.pipeline import parse_devices
-
-        if world.enabled:
-            raise ConfigError("--pipeline-devices cannot be combined with torchrun data parallelism")
-        devices = parse_devices(cfg.pipeline_devices)
-    device = resolve_device(str(devices[0]) if devices else cfg.device)
-    if world.enabled and device.type == "cuda":
-        device = torch.device("cuda", world.local_rank)
-    on_cuda = device.type == "cuda"
-    method.to(device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else on_cuda
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-    if cfg.amp == "bf16" or (cfg.amp == "auto" and (on_cuda or (device.type == "cpu" and method.cpu_bf16
-                                                              and cpu_has_native_bf16()))):
-        method.amp_dtype = torch.bfloat16
-    method.build_optimizers()  # after .to(): optimizer state must live on the device
-    if cfg.compile:
-        for block in method.blocks:
-            block.compile()  # in place: parameter names (and checkpoints) stay the same
-    if world.enabled:
-        method.distribute([device.index] if on_cuda else None)
-    pipeline = None
-    if devices:
-        from ffvision.train.pipeline import PipelineRunner
-
-        pipeline = PipelineRunner(method, devices, cfg.pipeline_micro_batches)
-    return Placement(device, bool(channels_last), pipeline)
-
-
-__all__ = ["Placement", "batch_to_device", "cpu_has_native_bf16", "place_method", "resolve_device"]
+__all__ = ["batch_to_device", "cpu_has_native_bf16", "resolve_device"]

@@ -25,10 +25,11 @@ from ffvision.methods import used_config
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 from ffvision.train.checkpoint import load_method_state, save_checkpoint
-from ffvision.train.devices import batch_to_device, place_method
+from ffvision.train.devices import batch_to_device
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
 from ffvision.train.outputs import RunLog, SigintHandler, epoch_line
+from ffvision.train.placement import place_method
 from ffvision.train.rngstate import rng_state, set_rng_state
 from ffvision.train.samplers import EpochSampler, make_loader
 from ffvision.train.schedule import make_schedulers, restore_schedulers, scheduler_states
