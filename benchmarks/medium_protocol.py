@@ -52,7 +52,9 @@ def plot(run_dirs: list[Path], png: Path) -> None:
 
 def record_of(s: dict, run_dir: Path | str, commit: str) -> dict:
     """One JSON line of a finished run's summary.json."""
-    return {"name": f"medium-{s['method']}", "machine": f"{platform.processor() or platform.machine()}, "
+    dropout = s["config"].get("dropout")
+    name = f"medium-{s['method']}" + (f"-dropout{dropout:g}" if dropout is not None else "")
+    return {"name": name, "machine": f"{platform.processor() or platform.machine()}, "
             f"{s.get('torch_threads', torch.get_num_threads())} torch threads, {s.get('device', 'cpu')}",
             "commit": commit, "run_dir": str(run_dir),
             **{k: s.get(k) for k in ("method", "test_accuracy", "strategy", "test_accuracy_by_strategy",
