@@ -88,10 +88,9 @@ def linear_no_bias(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tenso
 
 
 class GoodnessFF(LocalMethod):
-    """Positive/negative passes, per-layer goodness losses, goodness and probe inference."""
+    """Positive/negative passes, per-layer goodness losses, goodness and probe inference (the subclasses'
+    specs name them and their strategies)."""
 
-    strategies = ("goodness", "probe")
-    default_strategy = "goodness"
     default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
     native_image_size = True  # no pooling to feed: 28-px MNIST-family images are not upscaled (1.3x fewer pixels)
 
