@@ -76,10 +76,9 @@ def method_default_text(name: str, declared: dict[str, dict[str, Any]]) -> str:
     vals = {m: d[name] for m, d in declared.items() if d.get(name) is not None}
     if not vals:
         return ""
-    shown = {m: (list(v) if isinstance(v, tuple) else v) for m, v in vals.items()}
-    if len({repr(v) for v in shown.values()}) == 1 and len(vals) == sum(name in d for d in declared.values()):
-        return f" [default: {next(iter(shown.values()))}]"
-    return " [default: " + ", ".join(f"{m} {v}" for m, v in shown.items()) + "]"
+    if len({repr(v) for v in vals.values()}) == 1 and len(vals) == sum(name in d for d in declared.values()):
+        return f" [default: {next(iter(vals.values()))}]"
+    return " [default: " + ", ".join(f"{m} {v}" for m, v in vals.items()) + "]"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -69,9 +69,9 @@ class Counts(Generic[V]):
         """Element-wise sum of two batches' counts (same structure)."""
         return self.with_leaves([a + b for a, b in zip(self.leaves(), other.leaves(), strict=True)])
 
-    def replace(self, **changes: Any) -> Counts[V]:
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+    def with_range_chosen(self, strategy: str, chosen: Range) -> Counts[V]:
+        """After a selection on validation: `strategy` takes the chosen range's value, the candidates go."""
+        return dataclasses.replace(self, strategies={**self.strategies, strategy: self.ranges[chosen]}, ranges={})
 
 
 def correct(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -354,7 +354,7 @@ class GoodnessFF(LocalMethod):
             return val
         a, b = best_range(val.ranges)
         self.vote_range.copy_(torch.tensor([a, b]))
-        return val.replace(strategies={**val.strategies, "goodness": val.ranges[(a, b)]}, ranges={})
+        return val.with_range_chosen("goodness", (a, b))
 
     def cam_targets(self, x: torch.Tensor, cls: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per layer: the feature map for class cls's label overlaid, and its goodness G (B,)."""

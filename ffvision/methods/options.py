@@ -11,6 +11,7 @@ is imported only when a run builds it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,9 +125,14 @@ class MethodSpec:
     default_strategy: str
     module: str  # imported on first use (it registers the class)
 
+    @functools.cached_property
+    def _defaults(self) -> tuple[tuple[str, Any], ...]:
+        """(option, default) pairs, computed once: every checkpoint and divergence snapshot asks."""
+        return tuple(dataclasses.asdict(self.options()).items())
+
     def defaults(self) -> dict[str, Any]:
-        """Each option with its default."""
-        return dataclasses.asdict(self.options())
+        """Each option with its default, as a config value (a tuple as a list, as YAML and TrainConfig hold it)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._defaults}
 
     def build_options(self, values: dict[str, Any]) -> MethodOptions:
         """The options with `values` set (None keeps a default); unknown names are a ValueError."""

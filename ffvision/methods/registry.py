@@ -98,13 +98,7 @@ def used_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
 
 def create_method(name: str, **kwargs: Any) -> LocalMethod:
     """Build a method with its blocks and optimizers; unknown options are a ConfigError."""
-    cls = method_class(name)
-    data = {k: kwargs.pop(k) for k in ("num_classes", "in_channels", "image_size") if k in kwargs}
-    try:
-        method_spec(name).build_options(kwargs)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    return cls(**data, **kwargs)
+    return method_class(name)(**kwargs)  # the class checks its options against its declaration
 
 
 def default_model(name: str) -> str:
@@ -124,7 +118,7 @@ def used_config(cfg: Any) -> dict[str, Any]:
     values = dataclasses.asdict(cfg)
     for k, v in method_defaults(cfg.method).items():
         if k not in _GENERAL and k in values and values[k] is None and v is not None:
-            values[k] = list(v) if isinstance(v, tuple) else v
+            values[k] = v
     return used_options(cfg.method, values)
 
 

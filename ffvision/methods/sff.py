@@ -104,7 +104,7 @@ class SFF(LocalMethod):
             return val
         a, b = max(val.ranges, key=lambda r: val.ranges[r])
         self.range_sel.copy_(torch.tensor([a - 1, b - 1]))
-        return val.replace(strategies={**val.strategies, "range": val.ranges[(a, b)]}, ranges={})
+        return val.with_range_chosen("range", (a, b))
 
     def strategy_info(self) -> dict[str, dict[str, int]]:
         """Trainable parameters and blocks each strategy runs."""
