@@ -5,6 +5,8 @@ training step after a warm-up step), VGG8 at batch 128 on 1x32x32 inputs, 10 cla
 
     python benchmarks/memory.py --width-mult 0.25 --json benchmarks/results/memory-vgg8-w0.25-b128.json
     python benchmarks/memory.py --width-mult 1 --rows asge,bp,bp-checkpoint,bp-accum
+    python benchmarks/memory.py --model resnet18 --width-mult 1 --rows sff,bp,bp-checkpoint,bp-accum
+    python benchmarks/memory.py --channels-last      # the same rows in channels_last
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import platform
 
 from ffvision.bench import measure
 
-ROWS = {"asge": ("asge", {}), "asge-fused": ("asge", {"fused_readout": True}), "bp": ("bp", {}),
-        "bp-checkpoint": ("bp-checkpoint", {}), "bp-accum": ("bp-accum", {})}
+ROWS = {"asge": ("asge", {}), "asge-unfused": ("asge", {"fused_readout": False}), "bp": ("bp", {}),
+        "bp-checkpoint": ("bp-checkpoint", {}), "bp-accum": ("bp-accum", {}), "sff": ("sff", {})}
 
 
 def main() -> None:
@@ -25,13 +27,19 @@ def main() -> None:
     ap.add_argument("--model", default="vgg8")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
+    ap.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    base = {"model": args.model, "batch_size": args.batch_size, "device": "cpu", "in_channels": 1, "image_size": 32,
-            "num_classes": 10, "steps": 1, "warmup": 1, "amp": "off", "channels_last": False, "compile": False,
+    base = {"model": args.model, "batch_size": args.batch_size, "device": "cpu", "in_channels": 1,
+            "image_size": 32, "num_classes": 10, "steps": 1, "warmup": 1, "amp": "off",
+            "channels_last": args.channels_last, "compile": False,
             "what": "memory"}
     out = {"model": args.model, "width_mult": args.width_mult, "batch_size": args.batch_size,
+           "channels_last": args.channels_last,
            "machine": platform.processor() or platform.machine(), "rows": {}}
+    unknown = [r for r in args.rows.split(",") if r not in ROWS]
+    if unknown:
+        ap.error(f"unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     for name in args.rows.split(","):
         method, extra = ROWS[name]
         r = measure({**base, "method": method, "method_kwargs": {"width_mult": args.width_mult, **extra}})

@@ -91,3 +91,27 @@ def test_model_errors_are_clear():
     with pytest.raises(ConfigError, match="does_not_exist"):
         ffvision.create_model("vgg8", does_not_exist=1)
     assert {"vgg8", "vgg11", "vgg11a"} <= set(ffvision.list_models())
+
+
+def test_fast_dropout_drops_with_probability_p_and_keeps_the_mean():
+    from ffvision.core import FastDropout, fast_dropout
+
+    x = torch.ones(64, 32, 16, 16)
+    torch.manual_seed(0)
+    a = fast_dropout(x, 0.1)
+    kept = (a != 0).float().mean().item()
+    assert abs(kept - 0.9) < 0.005 and abs(a.mean().item() - 1.0) < 0.01  # inverted dropout: E[a] = x
+    vals = a.unique().tolist()
+    assert len(vals) == 2 and vals[0] == 0.0 and vals[1] == pytest.approx(1 / 0.9, rel=1e-4)
+    torch.manual_seed(0)
+    assert torch.equal(fast_dropout(x, 0.1), a)  # seeded runs are reproducible
+    assert (a[0] != a[1]).any()  # independent per element, not one mask per sample
+    m = FastDropout(0.3)
+    m.eval()
+    assert m(x) is x and fast_dropout(x, 0.0) is x
+    m.train()
+    z = torch.ones(5, 7, requires_grad=True)  # odd sizes (not a multiple of four lanes), gradients flow
+    out = m(z)
+    out.sum().backward()
+    assert torch.equal(z.grad, (out != 0).float() / (1 - round(0.3 * 65536) / 65536))
+    assert torch.equal(fast_dropout(x, 1.0), torch.zeros_like(x))

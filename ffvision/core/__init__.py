@@ -1,6 +1,7 @@
 """Building blocks shared by every method: local blocks, readouts, normalisation."""
 
 from ffvision.core.block import BlockOutput, LocalBlock
+from ffvision.core.dropout import FastDropout, fast_dropout
 from ffvision.core.labels import (
     OneHotPixels,
     SpatialLabels,
@@ -19,6 +20,8 @@ from ffvision.core.readouts import (
 
 __all__ = [
     "BlockOutput",
+    "FastDropout",
+    "fast_dropout",
     "GoodnessReadout",
     "OneHotPixels",
     "SpatialLabels",

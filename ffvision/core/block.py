@@ -54,6 +54,7 @@ class LocalBlock(nn.Module):
         self.loss_fn = loss if loss is not None else F.cross_entropy
         self.device: torch.device | None = None  # set when blocks are pipelined over devices
         self.fused = False  # training step through core/fused.py (conv -> ReLU -> spatial goodness), when set
+        self.fused_chunks = 0  # batch slices of the fused step's weight gradient (0: by memory layout)
 
     def forward(self, x: torch.Tensor | tuple, hand_off: bool = True) -> BlockOutput:
         """Run the body and readout; hand on post(h) without autograd history.
@@ -66,9 +67,11 @@ class LocalBlock(nn.Module):
         if self.device is not None:  # pipelined: the previous block may live on another device
             x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
         if self.fused and self.training and torch.is_grad_enabled() and torch.is_tensor(x):
-            h, scores = conv_goodness(self.body, self.readout, x)  # one autograd node, about half the memory
+            # one autograd node; its backward writes the gradient over h, so the hand-off is
+            # taken now, whatever `hand_off` says (the caller only hands off when out is None)
+            h, scores = conv_goodness(self.body, self.readout, x, self.fused_chunks)
             o = BlockOutput(h, scores, None)
-            return o._replace(out=self.hand_off(o)) if hand_off else o
+            return o._replace(out=self.hand_off(o))
         res = self.body(x)
         h, skip = res if isinstance(res, tuple) else (res, None)  # a (y, skip) pair inside a residual
         o = BlockOutput(h, self.readout(h), None, skip)
@@ -83,6 +86,7 @@ class LocalBlock(nn.Module):
         """
         import torch._dynamo
 
+        self.fused = False  # the compiler fuses the plain chain itself (and cannot trace the in-place backward)
         for m in self.modules():
             if getattr(m, "inplace", False) is True:
                 m.inplace = False

@@ -32,6 +32,25 @@ def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -
     return max(1, min(p, height))
 
 
+def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
+    """Mean of h^2 over each of the P x P patches that tile h exactly, (B, C, P, P) in float32.
+
+    Measured on the CPU (docs/results.md section 2), each form where it is fastest:
+    float32 with P <= 2: per-patch vector norms, reduced in one pass without materialising h^2
+    (several times faster than pooling h^2); float32 with P > 2: pooled squares; bf16: the pooled
+    bf16 squares, accumulated in float32 by the pooling kernel and rounded to bf16 once (relative
+    error ~2^-9, the precision h itself has) - a float32 norm of bf16 h copies h to float32 first,
+    which took a quarter of a bf16 ASGE step.
+    """
+    height, width = h.shape[2] // p, h.shape[3] // p
+    if h.dtype == torch.float32 and p <= 2:
+        patches = h.unflatten(2, (p, height)).unflatten(4, (p, width))  # (B, C, P, h, P, w)
+        return torch.linalg.vector_norm(patches, dim=(3, 5), dtype=torch.float32).square() / (height * width)
+    if h.dtype == torch.float32:
+        return F.avg_pool2d(h.square(), (height, width))
+    return F.avg_pool2d(h * h, (height, width)).float()
+
+
 class SpatialGoodnessReadout(nn.Module):
     """a = g R + b with g = adaptive_avg_pool2d(h^2, P) flattened; R and b fixed buffers."""
 
@@ -45,17 +64,13 @@ class SpatialGoodnessReadout(nn.Module):
         self.register_buffer("bias", torch.randn(num_classes, generator=gen) / math.sqrt(num_classes))
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
-        """Spatial goodness: mean of h^2 over each of the P x P patches, flattened."""
+        """Spatial goodness: mean of h^2 over each of the P x P patches, flattened (B, C*P*P), float32."""
         b, c, height, width = h.shape
         p = self.grid
-        if p <= 2 and height % p == 0 and width % p == 0 and not torch.compiler.is_compiling():
+        if height % p == 0 and width % p == 0 and not torch.compiler.is_compiling():
             # (under torch.compile the plain form below: inductor fuses it, and its backward of the
             # strided norm view failed with a stride assertion)
-            # Fast path for the wide layers (P = 1 or 2): per-patch L2 norms reduce in one pass
-            # without materialising h^2 (several times faster on CPU; same values).
-            patches = h.unflatten(2, (p, height // p)).unflatten(4, (p, width // p))  # (B, C, P, h, P, w)
-            norms = torch.linalg.vector_norm(patches, dim=(3, 5), dtype=torch.float32)  # (B, C, P, P)
-            return (norms.square() / ((height // p) * (width // p))).flatten(1)  # (B, C*P*P)
+            return patch_goodness(h, p).flatten(1)
         # float32: squares of bf16 activations lose too much precision.
         return F.adaptive_avg_pool2d(h.float().square(), p).flatten(1)  # (B, C*P*P)
 

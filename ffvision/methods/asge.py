@@ -77,6 +77,10 @@ class ASGE(LocalMethod):
     """ASGE on a VGG-style stack: one block per conv layer plus linear heads."""
 
     spec = METHODS["asge"]
+    # On a CPU with native bf16 (AMD EPYC Zen 5), bf16 + channels_last train ~1.5x faster than float32 at
+    # the same quick-protocol accuracy (80.08 vs 80.07%, docs/results.md section 2).
+    cpu_bf16 = True
+    cpu_channels_last = True
 
     def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
         """Options: ASGEOptions (methods/options.py); None keeps a default."""
@@ -135,7 +139,7 @@ class ASGE(LocalMethod):
 
     def keep(self, o: BlockOutput) -> torch.Tensor:
         """The heads need each layer's pooled output, (B, C)."""
-        return o.out.float().mean(dim=(2, 3))
+        return o.out.mean(dim=(2, 3), dtype=torch.float32)
 
     def finish_update(self, kept: list[torch.Tensor], y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Train the summed linear heads on the pooled, detached layer outputs."""

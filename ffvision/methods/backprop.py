@@ -73,6 +73,9 @@ class Backprop(LocalMethod):
             raise ConfigError("per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), "
                               f"not {o.model!r}")
         self.lr, self.weight_decay, self.memory_saving = o.lr, o.weight_decay, o.memory_saving
+        # measured on the VGG stacks only (bf16 + channels_last ~1.9x float32 on a Zen 5 CPU, quick-protocol
+        # accuracy 79.85 vs 79.92%, docs/results.md section 2); other models keep float32 on the CPU
+        self.cpu_bf16 = self.cpu_channels_last = o.model.startswith("vgg")
         if o.init_weights:
             if not hasattr(net, "load_torchvision_weights"):
                 raise ConfigError(f"init_weights needs a torchvision model, not {o.model!r}")

@@ -37,6 +37,7 @@ class LocalMethod(nn.Module):
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
     native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
+    cpu_channels_last: bool = False  # and channels_last with it (measured per method, docs/results.md section 2)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass with a `spec` takes its name and strategies from it (declared once)."""
@@ -143,8 +144,9 @@ class LocalMethod(nn.Module):
             loss = block.local_loss(o.scores, y)
         if not frozen:
             self._update(f"block{i + 1}", loss)
-        with self.autocast(o.h):
-            o = o._replace(out=block.hand_off(o))
+        if o.out is None:  # (a fused block has handed off already: its backward overwrote h)
+            with self.autocast(o.h):
+                o = o._replace(out=block.hand_off(o))
         return o, loss.detach().float(), self.block_correct(o.scores.detach(), y)
 
     def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

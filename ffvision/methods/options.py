@@ -46,7 +46,7 @@ class ASGEOptions(MethodOptions):
     head_init: str = "zeros"
     heads_from: int = 2
     early_exit_thresholds: tuple[float, ...] = (0.5, 0.7, 0.9, 0.95, 0.99)
-    fused_readout: bool = False
+    fused_readout: bool = True
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffvision.core import LinearReadout, RMSNorm
+from ffvision.core import FastDropout, LinearReadout, RMSNorm
 from ffvision.errors import ConfigError
 from ffvision.models.registry import register_model
 
@@ -36,7 +36,7 @@ class ConvLayer(nn.Module):
                               padding=kernel_size // 2)
         self.act = nn.ReLU(inplace=True)  # safe: conv's backward needs its input, not its output
         self.pool = pool
-        self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), nn.Dropout(dropout), RMSNorm())
+        self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), FastDropout(dropout), RMSNorm())
 
     @property
     def linear(self) -> nn.Conv2d:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ffvision.core import LinearReadout, RMSNorm
+from ffvision.core import FastDropout, LinearReadout, RMSNorm
 from ffvision.errors import ConfigError
 from ffvision.models.registry import register_model
 
@@ -22,7 +22,7 @@ class DenseLayer(nn.Module):
         super().__init__()
         self.fc = nn.Linear(in_features, out_features)
         self.act = nn.ReLU(inplace=True)
-        self.post = nn.Sequential(nn.Dropout(dropout), RMSNorm())
+        self.post = nn.Sequential(FastDropout(dropout), RMSNorm())
 
     @property
     def linear(self) -> nn.Linear:

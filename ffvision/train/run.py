@@ -107,6 +107,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
             "classes": list(data.classes), "dataset": data.name}
     trainer = Trainer(method, cfg, run_dir, meta, callbacks=callbacks, show_progress=show_progress)
+    if info.is_main:
+        amp = trainer.method.amp_dtype
+        print(f"device: {trainer.device}, {torch.get_num_threads()} threads, "
+              f"{'bf16 autocast' if amp else 'float32'} (--amp {cfg.amp}), "
+              f"{'channels_last' if trainer.channels_last else 'NCHW'}", flush=True)
     if ckpt is not None:
         trainer.load_state(ckpt)
     trainer.fit(data.train, data.val)
@@ -142,6 +147,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
+        "channels_last": trainer.channels_last,
         "config": used_config(cfg),
     }
     if info.is_main:
