@@ -16,12 +16,12 @@ else
 fi
 bench() { $PY -m ffvision bench --device "$DEVICE" --batch-size $B --steps $STEPS --warmup $WARM "$@"; }
 for amp in off bf16; do
-  bench --method asge --model vgg8 --width-mult $W --compare bp,bp-checkpoint,bp-accum --amp $amp \
+  bench --method asge --model vgg8 --width-mult $W --compare bp,bp-checkpoint,bp-accum --amp $amp --no-channels-last \
     --json "$OUT/bench-asge-vgg8-amp-$amp.json"
   bench --method asge --model vgg8 --width-mult $W --compare bp --amp $amp --channels-last \
     --json "$OUT/bench-asge-vgg8-amp-$amp-cl.json"
 done
-bench --method asge --model vgg8 --width-mult $W --compare bp --compile --json "$OUT/bench-asge-vgg8-compile.json"
+bench --method asge --model vgg8 --width-mult $W --compare bp --amp off --no-channels-last --compile --json "$OUT/bench-asge-vgg8-compile.json"
 bench --method sff --model resnet18 --compare bp --json "$OUT/bench-sff-resnet18.json"
 for m in asge bp; do
   $PY -m ffvision train --config asge-fmnist --method $m --epochs $EPOCHS --device "$DEVICE" $SUBSET \

@@ -4,7 +4,12 @@ Speed and memory are measured in separate fresh Python processes (`python -m ffv
 --worker ...`), so that neither setting distorts the other:
   * speed: images per second of `method.train_step` on random inputs of the right shape
     (values do not change the cost), after warm-up steps, synchronised once at the end; the
-    process runs with the allocator's defaults, like `ffvision train`.
+    process runs with the allocator's defaults, like `ffvision train`. With `repeats` > 1 the
+    speed processes of all compared methods take turns (A, B, A, B, ...) and the median is
+    reported: on a shared machine the speed drifts by 10-20% over minutes, which would otherwise
+    land on whichever method ran in the slow minute.
+  * precision: `--amp auto` and the default memory format resolve as in `ffvision train`, per
+    method (train/placement.py), so a bench row measures what a default run of that method does.
   * memory, two ways:
       - exact: the peak of bytes held by tensors during one training step (parameters,
         gradients, optimizer state, inputs and everything autograd saves), from torch's own
@@ -94,10 +99,13 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         kwargs = {**kwargs, "memory_saving": variant}
     m = ffvision.create_method(name, model=opts["model"], num_classes=opts["num_classes"], in_channels=c,
                                image_size=s, **kwargs).to(dev)
-    if opts.get("channels_last"):
+    from ffvision.train.placement import resolve_precision
+
+    bf16, channels_last = resolve_precision(m, dev, opts.get("amp", "off"), opts.get("channels_last"))
+    if channels_last:
         m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    if opts.get("amp") == "bf16":
+    if bf16:
         m.amp_dtype = torch.bfloat16
     m.build_optimizers()
     if opts.get("compile"):
@@ -131,42 +139,49 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
-    return {"images_per_second": b * opts["steps"] / dt, "seconds_per_step": dt / opts["steps"], "device": str(dev)}
+    return {"images_per_second": b * opts["steps"] / dt, "seconds_per_step": dt / opts["steps"], "device": str(dev),
+            "amp": "bf16" if bf16 else "float32", "channels_last": channels_last}
 
 
-def run_in_fresh_process(opts: dict[str, Any]) -> dict[str, float]:
-    """measure(opts) for speed and for memory, each in a new interpreter; the merged JSON results."""
-    out: dict[str, Any] = {}
-    for what in ("speed", "memory"):
-        env = dict(os.environ)
-        if what == "memory":
-            env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # only here: it slows a CPU step by ~30%
-        res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps({**opts, "what": what})],
-                             capture_output=True, text=True, env=env)
-        if res.returncode != 0:
-            lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
-            raise ConfigError(f"benchmark of {opts['method']} failed: {lines[-1]}")
-        out.update(json.loads(res.stdout.strip().splitlines()[-1]))
-    return out
+def run_in_fresh_process(opts: dict[str, Any], what: str) -> dict[str, Any]:
+    """measure(opts) for `what` (speed or memory) in a new interpreter; its JSON result."""
+    env = dict(os.environ)
+    if what == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # only here: it slows a CPU step by ~30%
+    res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps({**opts, "what": what})],
+                         capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
+        raise ConfigError(f"benchmark of {opts['method']} failed: {lines[-1]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def bench(method: str, model: str, batch_size: int, *, device: str = "auto", compare: str | None = None,
           in_channels: int = 1, image_size: int = 32, num_classes: int = 10, steps: int = 10, warmup: int = 3,
-          amp: str = "off", channels_last: bool = False, compile: bool = False,
-          method_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+          amp: str = "auto", channels_last: bool | None = None, compile: bool = False,
+          method_kwargs: dict[str, Any] | None = None, repeats: int = 1) -> dict[str, Any]:
     """Measure `method` (and `compare`, e.g. bp, on the same network) in fresh processes."""
-    if batch_size < 1 or steps < 1 or warmup < 0:
-        raise ConfigError("batch size and steps must be positive")
+    if batch_size < 1 or steps < 1 or warmup < 0 or repeats < 1:
+        raise ConfigError("batch size, steps and repeats must be positive")
     common = {"model": model, "batch_size": batch_size, "device": device, "in_channels": in_channels,
               "image_size": image_size, "num_classes": num_classes, "steps": steps, "warmup": warmup, "amp": amp,
               "channels_last": channels_last, "compile": compile}
     kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
-    runs = {method: run_in_fresh_process({**common, "method": method, "method_kwargs": kwargs})}
-    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "method_kwargs": kwargs, "runs": runs}
     compares = [c for c in (compare or "").split(",") if c]
-    for other in compares:
-        shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
-        runs[other] = run_in_fresh_process({**common, "method": other, "method_kwargs": shared})
+    shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
+    jobs = {name: {**common, "method": name, "method_kwargs": kwargs if name == method else shared}
+            for name in [method, *compares]}
+    speeds: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
+    for _ in range(repeats):  # the methods take turns, so a slow minute of a shared machine hits them alike
+        for name, job in jobs.items():
+            speeds[name].append(run_in_fresh_process(job, "speed"))
+    runs: dict[str, dict[str, Any]] = {}
+    for name, job in jobs.items():
+        ordered = sorted(speeds[name], key=lambda r: r["images_per_second"])
+        runs[name] = {**ordered[len(ordered) // 2], **run_in_fresh_process(job, "memory"),
+                      "images_per_second_all": [r["images_per_second"] for r in speeds[name]]}
+    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "method_kwargs": kwargs, "repeats": repeats,
+                           "runs": runs}
     if compares:
         a = runs[method]
         out["ratios"] = {other: {"throughput": a["images_per_second"] / runs[other]["images_per_second"],
@@ -182,8 +197,9 @@ def format_table(res: dict[str, Any]) -> str:
     lines = [f"{res['model']}, batch {res['batch_size']}, {next(iter(res['runs'].values()))['device']}:",
              f"  {'method':<14} {'img/s':>10} {'peak (tensors)':>16} {'peak (process)':>16}"]
     for name, r in res["runs"].items():
+        how = f"  {r['amp']}{', channels_last' if r['channels_last'] else ''}" if "amp" in r else ""
         lines.append(f"  {name:<14} {r['images_per_second']:>10.1f} {r['peak_memory_bytes'] / 2**20:>12.1f} MiB "
-                     f"{r['process_peak_bytes'] / 2**20:>12.1f} MiB")
+                     f"{r['process_peak_bytes'] / 2**20:>12.1f} MiB{how}")
     first = next(iter(res["runs"]))
     for other, q in res.get("ratios", {}).items():
         lines.append(f"  {first}/{other}: throughput x{q['throughput']:.2f}, peak memory x{q['memory']:.2f} "

@@ -174,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--num-classes", type=int, default=10, help="classes [default: 10]")
     bn.add_argument("--steps", type=int, default=10, help="timed steps [default: 10]")
     bn.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps [default: 3]")
-    bn.add_argument("--amp", choices=["off", "bf16"], default="off", help="bf16 autocast [default: off]")
-    bn.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    bn.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto",
+                    help="bf16 autocast; auto resolves per method as in `ffvision train` [default: auto]")
+    bn.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="channels_last memory format [default: as in `ffvision train`]")
+    bn.add_argument("--repeats", type=int, default=1,
+                    help="speed runs per method, the methods taking turns; the median is reported [default: 1]")
     bn.add_argument("--compile", action="store_true", help="torch.compile each block")
     bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
 
@@ -323,7 +327,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = bench(args.method, args.model, args.batch_size, device=args.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=args.amp, channels_last=args.channels_last,
-                compile=args.compile, method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity})
+                compile=args.compile, method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity},
+                repeats=args.repeats)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

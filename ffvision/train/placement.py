@@ -21,6 +21,20 @@ class Placement:
     pipeline: Any = None  # a PipelineRunner with --pipeline-devices
 
 
+def resolve_precision(method: Any, device: torch.device, amp: str, channels_last: bool | None) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) for `--amp` and `--channels-last` (None: the default) on `device`.
+
+    auto: bf16 on CUDA, and on a CPU with native bf16 for the methods measured faster with it at the
+    same accuracy (`cpu_bf16`); channels_last by default on CUDA, and on such a CPU with bf16 where the
+    method measured faster with it (`cpu_channels_last`).
+    """
+    on_cuda, on_cpu = device.type == "cuda", device.type == "cpu"
+    bf16 = amp == "bf16" or (amp == "auto" and (on_cuda or (on_cpu and method.cpu_bf16 and cpu_has_native_bf16())))
+    if channels_last is None:
+        channels_last = on_cuda or (on_cpu and bf16 and method.cpu_channels_last)
+    return bf16, bool(channels_last)
+
+
 def place_method(method: Any, cfg: Any, world: Any) -> Placement:
     """Move a method to its device; set channels_last, bf16, compile, DDP and pipelining from the config."""
     devices = None
@@ -33,12 +47,7 @@ def place_method(method: Any, cfg: Any, world: Any) -> Placement:
         device = torch.device("cuda", world.local_rank)
     on_cuda = device.type == "cuda"
     method.to(device)
-    cpu_bf16 = device.type == "cpu" and method.cpu_bf16 and cpu_has_native_bf16()
-    bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and (on_cuda or cpu_bf16))
-    if cfg.channels_last is not None:
-        channels_last = cfg.channels_last
-    else:  # on CUDA; on a CPU where the method measured faster with it, together with bf16
-        channels_last = on_cuda or (device.type == "cpu" and bf16 and method.cpu_channels_last)
+    bf16, channels_last = resolve_precision(method, device, cfg.amp, cfg.channels_last)
     if channels_last:
         method.to(memory_format=torch.channels_last)
     if bf16:
