@@ -28,6 +28,29 @@ def test_bench_compares_against_backprop_and_writes_json(capsys, tmp_path: Path)
     assert "asge" in stdout and "bp-accum" in stdout  # the printed table
 
 
+def test_bench_repeats_take_turns_and_resolve_precision_like_train(capsys, tmp_path: Path):
+    from ffvision.train.devices import cpu_has_native_bf16
+
+    out = tmp_path / "bench.json"
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
+                           "--batch-size", "8", "--compare", "bp", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                           "--repeats", "3", "--json", str(out))
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    for r in res["runs"].values():
+        speeds = r["images_per_second_all"]
+        assert len(speeds) == 3 and r["images_per_second"] == sorted(speeds)[1]  # the median of the turns
+        # --amp auto: what `ffvision train` would use on this CPU
+        assert r["amp"] == ("bf16" if cpu_has_native_bf16() else "float32")
+        assert r["channels_last"] == cpu_has_native_bf16()
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
+                           "--batch-size", "8", "--device", "cpu", "--steps", "1", "--warmup", "1", "--amp", "off",
+                           "--no-channels-last", "--json", str(out))
+    assert code == 0, err
+    r = json.loads(out.read_text())["runs"]["asge"]
+    assert r["amp"] == "float32" and r["channels_last"] is False
+
+
 def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
     code, _, err = run_cli(capsys, "bench", "--method", "sff", "--model", "mobilenet_v3_small", "--granularity",
                            "layer", "--batch-size", "4", "--device", "cpu", "--steps", "1", "--warmup", "0",
@@ -39,4 +62,4 @@ def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg99")
     assert_one_line_error(code, err, "unknown model 'vgg99'")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-size", "0")
-    assert_one_line_error(code, err, "batch size and steps must be positive")
+    assert_one_line_error(code, err, "batch size, steps and repeats must be positive")

@@ -54,7 +54,8 @@ class LocalBlock(nn.Module):
         self.loss_fn = loss if loss is not None else F.cross_entropy
         self.device: torch.device | None = None  # set when blocks are pipelined over devices
         self.fused = False  # training step through core/fused.py (conv -> ReLU -> spatial goodness), when set
-        self.fused_chunks = 0  # batch slices of the fused step's weight gradient (0: by memory layout)
+        self.fused_chunks = 0  # batch slices of the fused step's convolutions (0: by memory layout)
+        self.compiled = False  # set by compile()
 
     def forward(self, x: torch.Tensor | tuple, hand_off: bool = True) -> BlockOutput:
         """Run the body and readout; hand on post(h) without autograd history.
@@ -69,7 +70,7 @@ class LocalBlock(nn.Module):
         if self.fused and self.training and torch.is_grad_enabled() and torch.is_tensor(x):
             # one autograd node; its backward writes the gradient over h, so the hand-off is
             # taken now, whatever `hand_off` says (the caller only hands off when out is None)
-            h, scores = conv_goodness(self.body, self.readout, x, self.fused_chunks)
+            h, scores = conv_goodness(self.body, self.readout, x, self.fused_chunks, self.compiled)
             o = BlockOutput(h, scores, None)
             return o._replace(out=self.hand_off(o))
         res = self.body(x)
@@ -78,22 +79,28 @@ class LocalBlock(nn.Module):
         return o._replace(out=self.hand_off(o)) if hand_off else o
 
     def compile(self, *args: object, **kwargs: object) -> None:
-        """torch.compile this block in place, for its own (static) shapes, with activations out of place.
+        """torch.compile this block in place, for its own (static) shapes.
 
-        All blocks share LocalBlock.forward, so dynamo would see one function at many shapes and
-        switch to a dynamic-shape graph, whose backward failed for ASGE's readout with a stride
-        assertion (torch 2.14); static shapes per block avoid it (in-place ReLUs did not help).
+        A fused block (ASGE) keeps its hand-written step and compiles its element-wise parts and its
+        hand-off (pool, dropout, RMS norm), where the compiler's fusion pays; autograd through a
+        compiled graph could not keep the gradient written over h. Other blocks are compiled whole,
+        activations out of place. All blocks share LocalBlock.forward, so dynamo would see one
+        function at many shapes and switch to a dynamic-shape graph, whose backward failed for
+        ASGE's readout with a stride assertion (torch 2.14); static shapes per block avoid it.
         """
         import torch._dynamo
 
-        self.fused = False  # the compiler fuses the plain chain itself (and cannot trace the in-place backward)
-        for m in self.modules():
-            if getattr(m, "inplace", False) is True:
-                m.inplace = False
         cfg = torch._dynamo.config  # one entry per block and mode: allow them all
         for name in ("recompile_limit", "cache_size_limit"):
             if hasattr(cfg, name):
                 setattr(cfg, name, max(getattr(cfg, name), 64))
+        self.compiled = True
+        if self.fused:
+            self.post = torch.compile(self.post, dynamic=False)
+            return
+        for m in self.modules():
+            if getattr(m, "inplace", False) is True:
+                m.inplace = False
         super().compile(*args, **{"dynamic": False, **kwargs})
 
     def hand_off(self, o: BlockOutput) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -42,17 +42,16 @@ class _ConvGoodness(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 projection: torch.Tensor, proj_bias: torch.Tensor, grid: int, padding: int,
-                dtype: torch.dtype | None, chunks: int) -> tuple[torch.Tensor, torch.Tensor]:
+                dtype: torch.dtype | None, chunks: int, compiled: bool) -> tuple[torch.Tensor, torch.Tensor]:
         cdt = dtype or x.dtype
         xc, wc = x.to(cdt), weight.to(cdt)
         bc = bias.to(cdt) if bias is not None else None
         with torch.autocast(device_type=x.device.type, enabled=False):
-            h = _sliced_conv(xc, wc, bc, padding, chunks or slices_for(xc)).relu_()  # (B, C, H, W)
+            h = _sliced_conv(xc, wc, bc, padding, chunks or slices_for(xc))  # (B, C, H, W), before the ReLU
             area = (h.shape[2] // grid) * (h.shape[3] // grid)
-            g = patch_goodness(h, grid)  # (B, C, P, P), float32
-            scores = torch.addmm(proj_bias, g.flatten(1), projection)  # (B, N), float32
+            scores = _kernels(compiled)[0](h, projection, proj_bias, grid)  # ReLU in place; (B, N) float32
         ctx.save_for_backward(xc, h, wc, projection)
-        ctx.grid, ctx.padding, ctx.area, ctx.chunks = grid, padding, area, chunks
+        ctx.grid, ctx.padding, ctx.area, ctx.chunks, ctx.compiled = grid, padding, area, chunks, compiled
         ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
         ctx.mark_non_differentiable(h)
         ctx.set_materialize_grads(False)  # else autograd hands backward an h-sized tensor of zeros for h
@@ -62,11 +61,9 @@ class _ConvGoodness(torch.autograd.Function):
     def backward(ctx: Any, _dh: torch.Tensor, dscores: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xc, h, wc, projection = ctx.saved_tensors
         b, c = h.shape[:2]
-        p = ctx.grid
-        dg = (dscores.float() @ projection.T).view(b, c, p, 1, p, 1) * (2.0 / ctx.area)  # (B, C, P, 1, P, 1)
         # dL/dpre = h * up(dg), zero where the ReLU was off: written over h (the caller has
         # taken its hand-off already), so the backward allocates no h-sized gradient.
-        _patch_view(h, p).mul_(dg.to(h.dtype))
+        _kernels(ctx.compiled)[1](h, dscores, projection, ctx.grid, ctx.area)
         dpre = h
         dw = db = None
         # The weight gradient is a sum over samples: computed in `chunks` slices of the batch it
@@ -81,7 +78,32 @@ class _ConvGoodness(torch.autograd.Function):
                 db = dbi if db is None else db.add_(dbi)
         dw = dw.to(ctx.weight_dtype)
         db = db.to(ctx.weight_dtype) if ctx.has_bias else None
-        return None, dw, db, None, None, None, None, None, None
+        return None, dw, db, None, None, None, None, None, None, None
+
+
+def _readout_(h: torch.Tensor, projection: torch.Tensor, proj_bias: torch.Tensor, grid: int) -> torch.Tensor:
+    """ReLU h in place and return its class scores patch-mean(h^2) R + b, (B, N) in float32."""
+    h.relu_()
+    return torch.addmm(proj_bias, patch_goodness(h, grid).flatten(1), projection)
+
+
+def _grad_over_h_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tensor, grid: int, area: int) -> None:
+    """Overwrite h with dL/dpre = h * up(dL/dg) * 2 / |patch|, dL/dg = dL/da R^T."""
+    b, c = h.shape[:2]
+    dg = (dscores.float() @ projection.T).view(b, c, grid, 1, grid, 1) * (2.0 / area)  # (B, C, P, 1, P, 1)
+    _patch_view(h, grid).mul_(dg.to(h.dtype))
+
+
+_COMPILED: list[Any] = []
+
+
+def _kernels(compiled: bool) -> tuple[Any, Any]:
+    """The step's element-wise parts, eager or torch.compile'd (one static-shape graph per layer)."""
+    if not compiled:
+        return _readout_, _grad_over_h_
+    if not _COMPILED:
+        _COMPILED.extend(torch.compile(f, dynamic=False) for f in (_readout_, _grad_over_h_))
+    return _COMPILED[0], _COMPILED[1]
 
 
 def _sliced_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
@@ -120,15 +142,16 @@ def fusable(body: nn.Module, readout: nn.Module) -> bool:
 
 
 def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout, x: torch.Tensor,
-                  chunks: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                  chunks: int = 0, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(h, scores) of a fusable layer: h without autograd history, scores differentiable in the conv's weights.
 
     The backward pass overwrites h with the gradient: use h (hand it off) before it. `chunks`:
-    batch slices of the weight gradient (0: `slices_for` decides).
+    batch slices of the convolutions (0: `slices_for` decides). `compiled`: the element-wise parts
+    (ReLU, goodness, projection; the gradient over h) through torch.compile, the convolutions eager.
     """
     conv = body.conv
     if x.shape[2] % readout.grid or x.shape[3] % readout.grid:
         raise ValueError("the feature map does not tile into the readout's grid")
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
     return _ConvGoodness.apply(x, conv.weight, conv.bias, readout.projection, readout.bias, readout.grid,
-                               conv.padding[0], dtype, chunks)
+                               conv.padding[0], dtype, chunks, compiled)

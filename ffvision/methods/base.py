@@ -74,12 +74,18 @@ class LocalMethod(nn.Module):
         raise NotImplementedError
 
     def build_optimizers(self) -> None:
-        """(Re)create one AdamW per optimizer group; call after moving the method to a device."""
-        self.optimizers = {
-            name: torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-            for name, (params, lr, wd) in self.optimizer_groups().items()
-            if params
-        }
+        """(Re)create one AdamW per optimizer group; call after moving the method to a device.
+
+        torch's fused AdamW kernel where the parameters' device has one (CPU, CUDA): the same update to
+        rounding, one kernel per optimizer instead of a dozen ops - a layer-local method steps one
+        optimizer per block, so this was ~5% of an ASGE step on the CPU.
+        """
+        def make(params: list[nn.Parameter], lr: float, wd: float) -> torch.optim.Optimizer:
+            fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused or None)
+
+        self.optimizers = {name: make(params, lr, wd)
+                           for name, (params, lr, wd) in self.optimizer_groups().items() if params}
 
     def trainable_units(self) -> dict[str, nn.Module]:
         """Modules trained by their own optimizer, by optimizer name (blocks; heads/probe added by methods)."""
@@ -161,8 +167,8 @@ class LocalMethod(nn.Module):
         """
         return self.prepare(x), y, {}
 
-    def keep(self, o: BlockOutput) -> Any:
-        """What `finish_update` needs from each block's output (nothing by default)."""
+    def keep(self, o: BlockOutput, i: int) -> Any:
+        """What `finish_update` needs from block i's output (nothing by default)."""
         return None
 
     def finish_update(self, kept: list[Any], y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -181,7 +187,7 @@ class LocalMethod(nn.Module):
             o, loss, right = self.block_update(i, x, y)
             losses.append(loss)
             correct.append(right)
-            kept.append(self.keep(o))
+            kept.append(self.keep(o, i))
             x = o.out
             del o  # frees this block's feature map before the next block runs
         stats = {"layer_loss_sum": torch.stack(losses) * n, "layer_correct": torch.stack(correct)}

@@ -98,7 +98,7 @@ class PipelineRunner:
                         o, loss, right = m.block_update(i, h, target)
                         losses[i].append(loss * yb.shape[0])  # per image of the micro-batch
                         correct[i].append(right)
-                        kept.append(m.keep(o))
+                        kept.append(m.keep(o, i))
                         h = o.out
                         del o
                     if last:
