@@ -213,3 +213,26 @@ def test_out_never_overwrites_another_run(fast_cfg: dict, tmp_path: Path):
     assert (other / "summary.json").read_text() == "{}"
     train(cfg_of(fast_cfg, out=str(other), force=True, epochs=1), show_progress=False)
     assert json.loads((other / "summary.json").read_text())["epochs"] == 1
+
+
+def test_amp_auto_resolves_per_method_and_cpu(monkeypatch):
+    """--amp auto: bf16 (+ channels_last) on a CPU with native bf16 only for the methods measured faster with it."""
+    import ffvision
+    from ffvision.train import placement
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    asge = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125)
+    bp_vgg = ffvision.create_method("bp", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125)
+    bp_mlp = ffvision.create_method("bp", model="mlp", num_classes=10, in_channels=1, image_size=28)
+    hinton = ffvision.create_method("hinton", num_classes=10, in_channels=1, image_size=28)
+    resolve = placement.resolve_precision
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: True)
+    assert resolve(asge, cpu, "auto", None) == (True, True)
+    assert resolve(bp_vgg, cpu, "auto", None) == (True, True)
+    assert resolve(bp_mlp, cpu, "auto", None) == (False, False)  # not measured: float32
+    assert resolve(hinton, cpu, "auto", None) == (False, False)
+    assert resolve(asge, cpu, "off", None) == (False, False)  # channels_last comes with bf16 only
+    assert resolve(asge, cpu, "auto", False) == (True, False)  # an explicit flag wins
+    assert resolve(bp_mlp, cuda, "auto", None) == (True, True)  # CUDA: always
+    monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
+    assert resolve(asge, cpu, "auto", None) == (False, False)  # emulated bf16 would be slow
