@@ -18,7 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import ffvision
 from ffvision.train.devices import resolve_device
-from ffvision.train.placement import resolve_precision
+from ffvision.train.placement import set_precision
 
 
 def main() -> None:
@@ -39,18 +39,11 @@ def main() -> None:
     torch.manual_seed(0)
     m = ffvision.create_method(args.method, model=args.model, num_classes=10, in_channels=1, image_size=32,
                                width_mult=args.width_mult).to(dev)
-    bf16, cl = resolve_precision(m, dev, args.amp, args.channels_last)
+    bf16, cl = set_precision(m, dev, args.amp, args.channels_last, args.compile)
     x = torch.rand(args.batch_size, 1, 32, 32, device=dev)
     y = torch.randint(0, 10, (args.batch_size,), device=dev)
     if cl:
-        m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    if bf16:
-        m.amp_dtype = torch.bfloat16
-    m.build_optimizers()
-    if args.compile:
-        for block in m.blocks:
-            block.compile()
     for _ in range(3):
         m.train_step(x, y)
     t = time.perf_counter()

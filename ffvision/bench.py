@@ -99,18 +99,12 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
         kwargs = {**kwargs, "memory_saving": variant}
     m = ffvision.create_method(name, model=opts["model"], num_classes=opts["num_classes"], in_channels=c,
                                image_size=s, **kwargs).to(dev)
-    from ffvision.train.placement import resolve_precision
+    from ffvision.train.placement import set_precision
 
-    bf16, channels_last = resolve_precision(m, dev, opts.get("amp", "off"), opts.get("channels_last"))
+    bf16, channels_last = set_precision(m, dev, opts.get("amp", "off"), opts.get("channels_last"),
+                                        bool(opts.get("compile")))
     if channels_last:
-        m.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    if bf16:
-        m.amp_dtype = torch.bfloat16
-    m.build_optimizers()
-    if opts.get("compile"):
-        for block in m.blocks:
-            block.compile()
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats(dev)

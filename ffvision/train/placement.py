@@ -35,6 +35,24 @@ def resolve_precision(method: Any, device: torch.device, amp: str, channels_last
     return bf16, bool(channels_last)
 
 
+def set_precision(method: Any, device: torch.device, amp: str, channels_last: bool | None,
+                  compile: bool = False) -> tuple[bool, bool]:
+    """Apply `resolve_precision` (memory format, bf16) and `compile` to a method on `device`; build its optimizers.
+
+    Returns (bf16, channels_last): the caller lays its inputs out to match.
+    """
+    bf16, channels_last = resolve_precision(method, device, amp, channels_last)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    if bf16:
+        method.amp_dtype = torch.bfloat16
+    method.build_optimizers()  # after .to(): optimizer state must live on the device
+    if compile:
+        for block in method.blocks:
+            block.compile()  # in place: parameter names (and checkpoints) stay the same
+    return bf16, channels_last
+
+
 def place_method(method: Any, cfg: Any, world: Any) -> Placement:
     """Move a method to its device; set channels_last, bf16, compile, DDP and pipelining from the config."""
     devices = None
@@ -47,15 +65,7 @@ def place_method(method: Any, cfg: Any, world: Any) -> Placement:
         device = torch.device("cuda", world.local_rank)
     on_cuda = device.type == "cuda"
     method.to(device)
-    bf16, channels_last = resolve_precision(method, device, cfg.amp, cfg.channels_last)
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-    if bf16:
-        method.amp_dtype = torch.bfloat16
-    method.build_optimizers()  # after .to(): optimizer state must live on the device
-    if cfg.compile:
-        for block in method.blocks:
-            block.compile()  # in place: parameter names (and checkpoints) stay the same
+    _, channels_last = set_precision(method, device, cfg.amp, cfg.channels_last, cfg.compile)
     if world.enabled:
         method.distribute([device.index] if on_cuda else None)
     pipeline = None
