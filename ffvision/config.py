@@ -60,7 +60,7 @@ class TrainConfig:
     head_init: str | None = opt(None, "ASGE heads' init: zeros | kaiming (official code) | default")
     heads_from: int | None = opt(None, "ASGE linear heads on layers heads_from..L (1-based)")
     fused_readout: bool | None = opt(None, "ASGE: train each layer through one fused conv-ReLU-goodness-projection "
-                                     "autograd step (the same gradients, ~0.65x the memory and faster; "
+                                     "autograd step (the same gradients, ~0.6x the memory and faster; "
                                      "--no-fused-readout for the plain autograd chain)")
     min_lr_ratio: float = opt(0.01, "cosine schedule ends at lr * min_lr_ratio")
     warmup_epochs: float = opt(0.3, "linear learning-rate warm-up before the cosine, in epochs")

@@ -178,12 +178,18 @@ def test_memory_saving_backprop_makes_the_same_update():
         assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(plain.parameters(), m.parameters())), variant
 
 
-def test_fused_asge_readout_gives_the_unfused_loss_and_gradients():
-    x, y = torch.rand(8, 1, 32, 32), torch.randint(0, 10, (8,))
+def unfused_and_fused_asge():
+    """Two ASGE VGG8 x0.125 models with the same weights: the plain autograd chain and the fused step (the default)."""
     a = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0,
                                fused_readout=False)
     b = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0)
     b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def test_fused_asge_readout_gives_the_unfused_loss_and_gradients():
+    x, y = torch.rand(8, 1, 32, 32), torch.randint(0, 10, (8,))
+    a, b = unfused_and_fused_asge()
     assert all(blk.fused for blk in b.blocks) and not any(blk.fused for blk in a.blocks)
     h = a.prepare(x.requires_grad_())
     for ba, bb in zip(a.blocks, b.blocks):
@@ -216,10 +222,7 @@ def test_fused_asge_readout_gives_the_unfused_loss_and_gradients():
 def test_fused_asge_readout_under_bf16_autocast_is_close_to_the_unfused_one():
     """bf16: goodness from pooled bf16 squares; scores and gradients within bf16 precision of the float32 chain."""
     x, y = torch.rand(16, 1, 32, 32), torch.randint(0, 10, (16,))
-    a = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0,
-                               fused_readout=False)
-    b = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.125, dropout=0.0)
-    b.load_state_dict(a.state_dict())
+    a, b = unfused_and_fused_asge()
     h = a.prepare(x)
     for ba, bb in list(zip(a.blocks, b.blocks))[:3]:
         ba.train(), bb.train()

@@ -11,16 +11,17 @@ So the function saves the conv input and h once, and its backward writes dL/dpre
 block has handed h off before), where autograd's chain (conv, ReLU, square or norm, pooling,
 matmul) keeps h twice or more and allocates a gradient per op. Two details matter as much:
 autograd must not materialise a zero gradient for the (non-differentiable) h output, and the
-weight gradient is computed in batch slices where the convolution reorders NCHW buffers
-(`slices_for`). Measured (docs/results.md section 2): VGG8 x0.25, batch 128, the exact peak
-falls from 135.8 to 87.7 MiB (0.42x backprop's) and a float32 step is ~1.4x faster, so it is
-on by default (`fused_readout`). Under autocast the conv runs in the autocast dtype, goodness
+convolutions (forward and weight gradient) run in batch slices where the CPU convolution
+reorders NCHW buffers (`slices_for`). Measured (docs/results.md section 2): VGG8 x0.25, batch
+128, float32, the exact peak falls from 135.9 to 81.7 MiB (0.39x backprop's) and a step is
+~1.4x faster, so it is on by default (`fused_readout`). Under autocast the conv runs in the autocast dtype, goodness
 and projection in float32. Used by `LocalBlock` while training; evaluation and class
 activation maps use the plain modules.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -68,10 +69,9 @@ class _ConvGoodness(torch.autograd.Function):
         dw = db = None
         # The weight gradient is a sum over samples: computed in `chunks` slices of the batch it
         # needs the convolution's working buffers for one slice at a time only.
-        step = -(-b // (ctx.chunks or slices_for(dpre)))
-        for i in range(0, b, step):
+        for sl in _batch_slices(b, ctx.chunks or slices_for(dpre)):
             _, dwi, dbi = torch.ops.aten.convolution_backward(
-                dpre[i:i + step], xc[i:i + step], wc, [c] if ctx.has_bias else None, [1, 1],
+                dpre[sl], xc[sl], wc, [c] if ctx.has_bias else None, [1, 1],
                 [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])
             dw = dwi if dw is None else dw.add_(dwi)
             if ctx.has_bias:
@@ -94,30 +94,35 @@ def _grad_over_h_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tens
     _patch_view(h, grid).mul_(dg.to(h.dtype))
 
 
-_COMPILED: list[Any] = []
+@functools.cache
+def _compiled_kernels() -> tuple[Any, Any]:
+    """The element-wise parts through torch.compile (compiled on first use; one static-shape graph per layer)."""
+    return torch.compile(_readout_, dynamic=False), torch.compile(_grad_over_h_, dynamic=False)
 
 
 def _kernels(compiled: bool) -> tuple[Any, Any]:
-    """The step's element-wise parts, eager or torch.compile'd (one static-shape graph per layer)."""
-    if not compiled:
-        return _readout_, _grad_over_h_
-    if not _COMPILED:
-        _COMPILED.extend(torch.compile(f, dynamic=False) for f in (_readout_, _grad_over_h_))
-    return _COMPILED[0], _COMPILED[1]
+    """The step's element-wise parts (readout, gradient over h), eager or compiled."""
+    return _compiled_kernels() if compiled else (_readout_, _grad_over_h_)
+
+
+def _batch_slices(n: int, slices: int) -> list[slice]:
+    """`slices` (at most) equal consecutive slices covering range(n)."""
+    step = -(-n // max(1, slices))
+    return [slice(i, i + step) for i in range(0, n, step)]
 
 
 def _sliced_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
                  slices: int) -> torch.Tensor:
     """conv2d(x) computed in `slices` slices of the batch into one output (the same values)."""
-    if slices <= 1 or x.shape[0] < 2:
+    parts = _batch_slices(x.shape[0], slices)
+    if len(parts) == 1:
         return F.conv2d(x, weight, bias, padding=padding)
-    step = -(-x.shape[0] // slices)
-    first = F.conv2d(x[:step], weight, bias, padding=padding)
+    first = F.conv2d(x[parts[0]], weight, bias, padding=padding)
     out = first.new_empty((x.shape[0], *first.shape[1:]))
-    out[:step] = first
+    out[parts[0]] = first
     del first
-    for i in range(step, x.shape[0], step):
-        out[i:i + step] = F.conv2d(x[i:i + step], weight, bias, padding=padding)
+    for sl in parts[1:]:
+        out[sl] = F.conv2d(x[sl], weight, bias, padding=padding)
     return out
 
 
