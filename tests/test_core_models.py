@@ -115,3 +115,21 @@ def test_fast_dropout_drops_with_probability_p_and_keeps_the_mean():
     out.sum().backward()
     assert torch.equal(z.grad, (out != 0).float() / (1 - round(0.3 * 65536) / 65536))
     assert torch.equal(fast_dropout(x, 1.0), torch.zeros_like(x))
+
+
+def test_fast_dropout_mask_follows_the_memory_layout():
+    from ffvision.core import fast_dropout
+    from ffvision.core.dropout import random_lanes
+
+    x = torch.ones(8, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    lanes = random_lanes(x)
+    assert lanes.shape == x.shape and lanes.stride() == x.stride()  # the multiply reads both contiguously
+    torch.manual_seed(1)
+    a = fast_dropout(x, 0.25)
+    assert a.is_contiguous(memory_format=torch.channels_last)
+    assert abs((a == 0).float().mean().item() - 0.25) < 0.02 and abs(a.mean().item() - 1.0) < 0.03
+    torch.manual_seed(1)
+    assert torch.equal(fast_dropout(x, 0.25), a)
+    compiled = torch.compile(lambda t: fast_dropout(t, 0.25), dynamic=False)  # the compiler draws its own words
+    c = compiled(x)
+    assert abs((c == 0).float().mean().item() - 0.25) < 0.02 and set(c.unique().tolist()) == set(a.unique().tolist())
