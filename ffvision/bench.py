@@ -133,8 +133,9 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
+    dropout = next((mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)), 0.0)
     return {"images_per_second": b * opts["steps"] / dt, "seconds_per_step": dt / opts["steps"], "device": str(dev),
-            "amp": "bf16" if bf16 else "float32", "channels_last": channels_last}
+            "amp": "bf16" if bf16 else "float32", "channels_last": channels_last, "dropout": dropout}
 
 
 def run_in_fresh_process(opts: dict[str, Any], what: str) -> dict[str, Any]:
@@ -191,7 +192,8 @@ def format_table(res: dict[str, Any]) -> str:
     lines = [f"{res['model']}, batch {res['batch_size']}, {next(iter(res['runs'].values()))['device']}:",
              f"  {'method':<14} {'img/s':>10} {'peak (tensors)':>16} {'peak (process)':>16}"]
     for name, r in res["runs"].items():
-        how = f"  {r['amp']}{', channels_last' if r['channels_last'] else ''}" if "amp" in r else ""
+        how = (f"  {r['amp']}{', channels_last' if r['channels_last'] else ''}, dropout {r.get('dropout', 0):g}"
+               if "amp" in r else "")
         lines.append(f"  {name:<14} {r['images_per_second']:>10.1f} {r['peak_memory_bytes'] / 2**20:>12.1f} MiB "
                      f"{r['process_peak_bytes'] / 2**20:>12.1f} MiB{how}")
     first = next(iter(res["runs"]))

@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--compare", default=None, help="also measure these (comma-separated) on the same network: "
                     "bp, bp-checkpoint, bp-accum, or another method")
     bn.add_argument("--width-mult", type=float, default=None, help="channel width multiplier")
+    bn.add_argument("--dropout", type=float, default=None,
+                    help="dropout of every row [default: each method's own, as in `ffvision train`: asge 0, bp 0.1]")
     bn.add_argument("--granularity", choices=["layer", "block", "stage"], default=None,
                     help="sff only: what one local block is [default: block]")
     bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
@@ -322,13 +324,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ffvision.errors import unknown_name
 
         raise unknown_name("model", args.model, list_models())
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise ConfigError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.granularity and args.method != "sff":
         raise ConfigError(f"--granularity applies to --method sff, not {args.method}")
     res = bench(args.method, args.model, args.batch_size, device=args.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=args.amp, channels_last=args.channels_last,
-                compile=args.compile, method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity},
-                repeats=args.repeats)
+                compile=args.compile, repeats=args.repeats,
+                method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity, "dropout": args.dropout})
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

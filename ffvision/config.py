@@ -46,7 +46,8 @@ class TrainConfig:
 
     # --- model
     width_mult: float = opt(1.0, "channel width multiplier (0.25 makes every layer 4x narrower)")
-    dropout: float | None = opt(None, "dropout after each layer (default: the model's, 0.1 VGG, 0 FF-CNN)")
+    dropout: float | None = opt(None, "dropout after each layer (default: 0 for asge, chosen on validation; "
+                                  "else the model's: 0.1 VGG, 0 FF-CNN)")
     filters: int | None = opt(None, "filters per layer of the FF-CNN models (default: the model's, 128)")
     alpha: float | None = opt(None, "ASGE grid rule P_l = alpha * C_L / C_l")
 
