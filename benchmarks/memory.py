@@ -7,6 +7,7 @@ training step after a warm-up step), VGG8 at batch 128 on 1x32x32 inputs, 10 cla
     python benchmarks/memory.py --width-mult 1 --rows asge,bp,bp-checkpoint,bp-accum
     python benchmarks/memory.py --model resnet18 --width-mult 1 --rows sff,bp,bp-checkpoint,bp-accum
     python benchmarks/memory.py --channels-last      # the same rows in channels_last
+    python benchmarks/memory.py --dropout 0.1        # every row at the same dropout
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
     ap.add_argument("--channels-last", action="store_true", help="model and inputs in channels_last")
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="dropout of every row (default: each method's own: asge 0, bp 0.1)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     base = {"model": args.model, "batch_size": args.batch_size, "device": "cpu", "in_channels": 1,
@@ -35,14 +38,17 @@ def main() -> None:
             "channels_last": args.channels_last, "compile": False,
             "what": "memory"}
     out = {"model": args.model, "width_mult": args.width_mult, "batch_size": args.batch_size,
-           "channels_last": args.channels_last,
+           "channels_last": args.channels_last, "dropout": args.dropout,
            "machine": platform.processor() or platform.machine(), "rows": {}}
     unknown = [r for r in args.rows.split(",") if r not in ROWS]
     if unknown:
         ap.error(f"unknown rows {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     for name in args.rows.split(","):
         method, extra = ROWS[name]
-        r = measure({**base, "method": method, "method_kwargs": {"width_mult": args.width_mult, **extra}})
+        kwargs = {"width_mult": args.width_mult, **extra}
+        if args.dropout is not None:
+            kwargs["dropout"] = args.dropout
+        r = measure({**base, "method": method, "method_kwargs": kwargs})
         out["rows"][name] = r
         print(f"{name:<14} {r['peak_memory_bytes'] / 2**20:8.1f} MiB exact, {r['process_peak_bytes'] / 2**20:8.1f} "
               "MiB process", flush=True)
