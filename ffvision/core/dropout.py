@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ffvision.core.slicing import is_channels_last_only
+
 _LANES = 4  # 16-bit lanes per int64 word
 _LEVELS = 1 << 16
 
@@ -31,7 +33,7 @@ def random_lanes(x: torch.Tensor) -> torch.Tensor:
     n = x.numel()
     words = torch.randint(-(1 << 63), (1 << 63) - 1, (-(-n // _LANES),), dtype=torch.int64, device=x.device)
     flat = words.view(torch.int16)[:n]  # uniform over [-32768, 32767]
-    if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if is_channels_last_only(x):
         b, c, height, width = x.shape
         return flat.view(b, height, width, c).permute(0, 3, 1, 2)
     return flat.view(x.shape)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffvision.core.readouts import SpatialGoodnessReadout, patch_goodness
+from ffvision.core.slicing import batch_slices, is_channels_last_only
 
 
 def _patch_view(h: torch.Tensor, p: int) -> torch.Tensor:
@@ -50,9 +51,9 @@ class _ConvGoodness(torch.autograd.Function):
         with torch.autocast(device_type=x.device.type, enabled=False):
             h = _sliced_conv(xc, wc, bc, padding, chunks or slices_for(xc))  # (B, C, H, W), before the ReLU
             area = (h.shape[2] // grid) * (h.shape[3] // grid)
-            scores = _kernels(compiled)[0](h, projection, proj_bias, grid)  # ReLU in place; (B, N) float32
+            scores = _readout(compiled)(h, projection, proj_bias, grid)  # ReLU in place; (B, N) float32
         ctx.save_for_backward(xc, h, wc, projection)
-        ctx.grid, ctx.padding, ctx.area, ctx.chunks, ctx.compiled = grid, padding, area, chunks, compiled
+        ctx.grid, ctx.padding, ctx.area, ctx.chunks = grid, padding, area, chunks
         ctx.has_bias, ctx.weight_dtype = bias is not None, weight.dtype
         ctx.mark_non_differentiable(h)
         ctx.set_materialize_grads(False)  # else autograd hands backward an h-sized tensor of zeros for h
@@ -64,12 +65,12 @@ class _ConvGoodness(torch.autograd.Function):
         b, c = h.shape[:2]
         # dL/dpre = h * up(dg), zero where the ReLU was off: written over h (the caller has
         # taken its hand-off already), so the backward allocates no h-sized gradient.
-        _kernels(ctx.compiled)[1](h, dscores, projection, ctx.grid, ctx.area)
+        _grad_over_h_(h, dscores, projection, ctx.grid, ctx.area)
         dpre = h
         dw = db = None
         # The weight gradient is a sum over samples: computed in `chunks` slices of the batch it
         # needs the convolution's working buffers for one slice at a time only.
-        for sl in _batch_slices(b, ctx.chunks or slices_for(dpre)):
+        for sl in batch_slices(b, ctx.chunks or slices_for(dpre)):
             _, dwi, dbi = torch.ops.aten.convolution_backward(
                 dpre[sl], xc[sl], wc, [c] if ctx.has_bias else None, [1, 1],
                 [ctx.padding, ctx.padding], [1, 1], False, [0, 0], 1, [False, True, ctx.has_bias])
@@ -91,10 +92,10 @@ def _grad_over_h_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tens
     """Overwrite h with dL/dpre = h * up(dL/dg) * 2 / |patch|, dL/dg = dL/da R^T."""
     b, c = h.shape[:2]
     dg = ((dscores.float() @ projection.T) * (2.0 / area)).to(h.dtype).view(b, c, grid, grid)
-    if not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last):
+    if is_channels_last_only(h):
         # dL/dg in h's own layout (channels innermost): a broadcast over channels-strided values
-        # made this multiply ~10x slower than the one over h's memory order (measured)
-        dg = dg.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+        # made this multiply ~5x slower than the one over h's memory order (benchmarks/cpu_kernels.py)
+        dg = dg.contiguous(memory_format=torch.channels_last)
     _patch_view(h, grid).mul_(dg.unsqueeze(3).unsqueeze(5))  # (B, C, P, 1, P, 1) over (B, C, P, H/P, P, W/P)
 
 
@@ -104,26 +105,20 @@ def _compiled_readout() -> Any:
     return torch.compile(_readout_, dynamic=False)
 
 
-def _kernels(compiled: bool) -> tuple[Any, Any]:
-    """The step's element-wise parts (readout, gradient over h); `compiled`: the readout through torch.compile.
+def _readout(compiled: bool) -> Any:
+    """The readout, eager or through torch.compile.
 
-    The readout's ReLU, squares, patch means and projection fuse into one loop (~3x faster than
-    eager); the gradient over h stays eager: one multiply in h's memory order, which measured ~2x
-    faster than the compiler's loop for grids above 1 (benchmarks/cpu_kernels.py).
+    Compiled, its ReLU, squares, patch means and projection fuse into one loop (~3x faster than
+    eager). The gradient over h stays eager either way: one multiply in h's memory order, which
+    measured ~2x faster than the compiler's loop for grids above 1 (benchmarks/cpu_kernels.py).
     """
-    return (_compiled_readout() if compiled else _readout_), _grad_over_h_
-
-
-def _batch_slices(n: int, slices: int) -> list[slice]:
-    """`slices` (at most) equal consecutive slices covering range(n)."""
-    step = -(-n // max(1, slices))
-    return [slice(i, i + step) for i in range(0, n, step)]
+    return _compiled_readout() if compiled else _readout_
 
 
 def _sliced_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
                  slices: int) -> torch.Tensor:
     """conv2d(x) computed in `slices` slices of the batch into one output (the same values)."""
-    parts = _batch_slices(x.shape[0], slices)
+    parts = batch_slices(x.shape[0], slices)
     if len(parts) == 1:
         return F.conv2d(x, weight, bias, padding=padding)
     first = F.conv2d(x[parts[0]], weight, bias, padding=padding)
@@ -161,8 +156,8 @@ def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout, x: torch.Ten
     """(h, scores) of a fusable layer: h without autograd history, scores differentiable in the conv's weights.
 
     The backward pass overwrites h with the gradient: use h (hand it off) before it. `chunks`:
-    batch slices of the convolutions (0: `slices_for` decides). `compiled`: the element-wise parts
-    (ReLU, goodness, projection; the gradient over h) through torch.compile, the convolutions eager.
+    batch slices of the convolutions (0: `slices_for` decides). `compiled`: the readout (ReLU,
+    goodness, projection) through torch.compile; the convolutions and the gradient over h eager.
     """
     conv = body.conv
     if x.shape[2] % readout.grid or x.shape[3] % readout.grid:

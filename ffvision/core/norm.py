@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ffvision.core.slicing import batch_slices
+
 # The official ASGE code adds exp(-50) to the RMS; any value far below a real RMS works and
 # keeps an all-zero input at zero instead of producing NaN.
 TINY = 1e-20
@@ -22,11 +24,9 @@ def rms_normalize(x: torch.Tensor, eps: float = TINY, inplace: bool = False) -> 
     rms = sum_of_squares(x, dims, keepdim=True).sqrt() / math.sqrt(x[0].numel()) + eps  # (B, 1, 1, 1), float32
     # Divide in float32, round once: a bf16 scale factor would be off by up to 2^-9 for a whole sample,
     # and FF compares goodness between label overlays at that level.
-    if torch.is_grad_enabled() and x.requires_grad:
-        return (x / rms).to(x.dtype)
-    if inplace:
+    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
         return x.div_(rms)  # computed in float32 and rounded once, as below
-    slices = _slices(x)
+    slices = _slices(x)  # None under autograd
     if slices is None:
         return (x / rms).to(x.dtype)
     out = torch.empty_like(x)
@@ -46,8 +46,7 @@ def _slices(x: torch.Tensor) -> list[slice] | None:
     if x.dtype == torch.float32 or x.ndim < 2 or x.shape[0] < 2 * _SLICES or (
             torch.is_grad_enabled() and x.requires_grad):
         return None
-    step = -(-x.shape[0] // _SLICES)
-    return [slice(i, i + step) for i in range(0, x.shape[0], step)]
+    return batch_slices(x.shape[0], _SLICES)
 
 
 def sum_of_squares(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
