@@ -7,7 +7,9 @@
 * the dropout multiply on layer 1's bf16 channels_last map (128, 32, 32, 32): a mask in NCHW
   order converted from bool (before) vs a mask in the map's own layout multiplied as uint8 (after);
 * the fused step's gradient over h on the same map (P = 4): dL/dg broadcast in NCHW order
-  (before) vs laid out as h is (after), and the compiled form.
+  (before) vs laid out as h is (after), and the compiled form;
+* the RMS norm of the same map without autograd: whole, with float32 temporaries twice the map's
+  size (before), vs `rms_normalize` in batch slices (after).
 
     python benchmarks/cpu_kernels.py
 """
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from ffvision.core import fast_dropout
 from ffvision.core.dropout import random_lanes
 from ffvision.core.fused import _grad_over_h_, _patch_view
+from ffvision.core.norm import TINY, rms_normalize
 from ffvision.core.readouts import patch_goodness
 
 
@@ -43,6 +46,12 @@ def _grad_nchw_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tensor
     b, c = h.shape[:2]
     dg = (dscores.float() @ projection.T).view(b, c, grid, 1, grid, 1) * (2.0 / area)
     _patch_view(h, grid).mul_(dg.to(h.dtype))
+
+
+def _rms_whole(x: torch.Tensor) -> torch.Tensor:
+    """The RMS norm as before: the float32 sum of squares and quotient of the whole batch at once."""
+    ss = torch.linalg.vector_norm(x, dim=tuple(range(1, x.ndim)), keepdim=True, dtype=torch.float32).square()
+    return (x / (ss.sqrt() / x[0].numel() ** 0.5 + TINY)).to(x.dtype)
 
 
 def main() -> None:
@@ -66,7 +75,11 @@ def main() -> None:
     print(f"gradient over h, {tuple(h1.shape)} bf16 channels_last, P=4: NCHW-order dL/dg "
           f"{ms(lambda: _grad_nchw_(h1, ds, proj, 4, 64)):.2f} ms, own layout "
           f"{ms(lambda: _grad_over_h_(h1, ds, proj, 4, 64)):.2f} ms, compiled "
-          f"{ms(lambda: compiled(h1, ds, proj, 4, 64)):.2f} ms  ({torch.get_num_threads()} threads)")
+          f"{ms(lambda: compiled(h1, ds, proj, 4, 64)):.2f} ms")
+    with torch.no_grad():
+        print(f"RMS norm, {tuple(h1.shape)} bf16 channels_last, no autograd: whole "
+              f"{ms(lambda: _rms_whole(h1)):.2f} ms, rms_normalize {ms(lambda: rms_normalize(h1)):.2f} ms  "
+              f"({torch.get_num_threads()} threads)")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def _grad_over_h_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tens
     dg = ((dscores.float() @ projection.T) * (2.0 / area)).to(h.dtype).view(b, c, grid, grid)
     if is_channels_last_only(h):
         # dL/dg in h's own layout (channels innermost): a broadcast over channels-strided values
-        # made this multiply ~5x slower than the one over h's memory order (benchmarks/cpu_kernels.py)
+        # made this multiply ~6x slower than the one over h's memory order (benchmarks/cpu_kernels.py)
         dg = dg.contiguous(memory_format=torch.channels_last)
     _patch_view(h, grid).mul_(dg.unsqueeze(3).unsqueeze(5))  # (B, C, P, 1, P, 1) over (B, C, P, H/P, P, W/P)
 
