@@ -28,15 +28,18 @@ def main() -> None:
     ap.add_argument("--amp", choices=["off", "bf16"], default="off")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--only", nargs="*", default=["ffcnn", "hinton"])
+    ap.add_argument("--max-eval-batch", type=int, default=None,
+                    help="rows (images x labels) of one goodness pass (default: the method's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
     out = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
            "batch_size": args.batch_size, "filters": args.filters, "amp": args.amp,
-           "channels_last": args.channels_last, "runs": {}}
+           "channels_last": args.channels_last, "max_eval_batch": args.max_eval_batch, "runs": {}}
     models = {"ffcnn": {"model": "ffcnn3", "filters": args.filters}, "hinton": {"model": "mlp"}}
     for name in args.only:
-        m = ffvision.create_method(name, num_classes=10, in_channels=1, image_size=28, **models[name])
+        extra = {} if args.max_eval_batch is None else {"max_eval_batch": args.max_eval_batch}
+        m = ffvision.create_method(name, num_classes=10, in_channels=1, image_size=28, **models[name], **extra)
         x = torch.rand(args.batch_size, 1, 28, 28)
         if args.amp == "bf16":
             m.amp_dtype = torch.bfloat16

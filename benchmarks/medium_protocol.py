@@ -5,6 +5,7 @@ same augmentation (the dataset's flip), each at its validated dropout (the defau
 
     python benchmarks/medium_protocol.py --out benchmarks/results/medium_protocol.jsonl   # train both
     python benchmarks/medium_protocol.py --only asge --dropout 0.1                        # a variant
+    python benchmarks/medium_protocol.py --only asge --set lr_fan_in=288                  # any config key
     python benchmarks/medium_protocol.py --plot RUN_DIR [RUN_DIR ...] --png docs/medium_protocol.png
     python benchmarks/medium_protocol.py --record RUN_DIR [RUN_DIR ...]   # runs made with `ffvision train`
 
@@ -54,6 +55,8 @@ def record_of(s: dict, run_dir: Path | str, commit: str) -> dict:
     """One JSON line of a finished run's summary.json."""
     dropout = s["config"].get("dropout")
     name = f"medium-{s['method']}" + (f"-dropout{dropout:g}" if dropout is not None else "")
+    name += "".join(f"-{k}{s['config'][k]}" for k in ("lr", "lr_fan_in", "weight_decay")
+                    if s["config"].get(k) is not None)
     return {"name": name, "machine": f"{platform.processor() or platform.machine()}, "
             f"{s.get('torch_threads', torch.get_num_threads())} torch threads, {s.get('device', 'cpu')}",
             "commit": commit, "run_dir": str(run_dir),
@@ -76,6 +79,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["asge", "bp"], help="methods to train")
     ap.add_argument("--dropout", type=float, default=None, help="dropout of both (default: each method's own)")
     ap.add_argument("--epochs", type=int, default=MEDIUM["epochs"])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="more config overrides of the trained runs (TrainConfig keys, YAML values)")
     ap.add_argument("--runs-dir", default="runs/medium-protocol")
     ap.add_argument("--plot", nargs="*", type=Path, help="plot these finished run directories instead of training")
     ap.add_argument("--png", type=Path, default=Path("docs/medium_protocol.png"))
@@ -91,14 +96,19 @@ def main() -> None:
         for d in args.record:
             append(args.out, record_of(json.loads((d / "summary.json").read_text()), d, commit))
         return
+    import yaml
+
     from ffvision.config import TrainConfig, apply_overrides
     from ffvision.train.run import train
+
+    extra = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in args.set)}
 
     for method in args.only:
         out = Path(args.runs_dir) / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
         spec = {**MEDIUM, "epochs": args.epochs, "method": method, "out": str(out)}
         if args.dropout is not None:
             spec["dropout"] = args.dropout
+        spec.update(extra)
         s = train(apply_overrides(TrainConfig(), spec), show_progress=False)
         append(args.out, record_of(s, out, commit))
 

@@ -55,6 +55,8 @@ class TrainConfig:
     epochs: int = opt(10, "training epochs")
     batch_size: int = opt(128, "training batch size")
     lr: float | None = opt(None, "peak learning rate of every block")
+    lr_fan_in: int | None = opt(None, "ASGE: scale each layer's lr by sqrt(LR_FAN_IN / the conv's fan-in), "
+                                "at most lr (keeps Adam's step relative to the weights' scale)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate")
     head_weight_decay: float | None = opt(None, "ASGE linear heads' weight decay")
@@ -220,7 +222,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
-               "head_init": ("zeros", "kaiming", "default", None), "goodness": ("sum", "mean", None),
+               "head_init": ("zeros", "kaiming", "default", None),
+               "goodness": ("sum", "mean", None),
                "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", None),
                "granularity": ("layer", "block", "stage", None), "sff_loss": ("ce", "margin", None),
                "stem": ("auto", "imagenet", "cifar", None),

@@ -363,3 +363,16 @@ def test_help_and_saved_config_show_the_declared_defaults(capsys):
     assert "(1-based) [default: 2]" in out  # --heads-from, ASGE's only
     saved = used_config(TrainConfig(method="asge", model="vgg8"))
     assert saved["heads_from"] == 2 and saved["head_lr"] == 0.01 and "labels" not in saved and saved["lr"] is None
+
+
+def test_lr_fan_in_scales_each_layers_lr_by_its_fan_in():
+    m = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.25,
+                               lr=1e-2, lr_fan_in=288)
+    lrs = [m.optimizers[f"block{i + 1}"].param_groups[0]["lr"] for i in range(7)]
+    fan_in = [9, 288, 576, 576, 1152, 1152, 1152]  # 3x3 kernels over 1, 32, 64, 64, 128, 128, 128 channels
+    assert lrs == pytest.approx([1e-2 * min(1.0, (288 / f) ** 0.5) for f in fan_in])
+    assert m.optimizers["heads"].param_groups[0]["lr"] == pytest.approx(m.head_lr)  # heads keep their own
+    plain = ffvision.create_method("asge", model="vgg8", num_classes=10, in_channels=1, width_mult=0.25, lr=1e-2)
+    assert {g["lr"] for o in list(plain.optimizers.values())[:7] for g in o.param_groups} == {1e-2}
+    with pytest.raises(ConfigError, match="lr_fan_in must be positive"):
+        ffvision.create_method("asge", **SMALL, lr_fan_in=0)

@@ -98,6 +98,9 @@ class ASGE(LocalMethod):
         if o.head_init not in ("zeros", "kaiming", "default"):
             raise ConfigError(f"head_init must be zeros, kaiming or default, got {o.head_init!r}")
         self.lr, self.weight_decay = o.lr, o.weight_decay
+        if o.lr_fan_in is not None and o.lr_fan_in < 1:
+            raise ConfigError(f"lr_fan_in must be positive, got {o.lr_fan_in}")
+        self.lr_fan_in = o.lr_fan_in
         self.head_lr = o.head_lr
         self.head_weight_decay = o.head_weight_decay
         self.heads_from = heads_from = o.heads_from
@@ -120,10 +123,27 @@ class ASGE(LocalMethod):
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
         """One AdamW per conv layer, one for all heads together."""
-        groups = {f"block{i + 1}": (list(b.parameters()), self.lr, self.weight_decay)
+        groups = {f"block{i + 1}": (list(b.parameters()), self.block_lr(b), self.weight_decay)
                   for i, b in enumerate(self.blocks)}
         groups["heads"] = (list(self.heads.parameters()), self.head_lr, self.head_weight_decay)
         return groups
+
+    def block_lr(self, block: nn.Module) -> float:
+        """The block's peak lr: lr, or with lr_fan_in lr * sqrt(lr_fan_in / fan-in of its conv), at most lr.
+
+        Adam moves every weight by about lr a step whatever the layer's fan-in, while the weights'
+        Kaiming scale shrinks as 1/sqrt(fan-in): at lr 1e-2 the first steps of a 128-channel layer
+        (fan-in 1152, weight std 0.042) shift its pre-activations so far that most of its channels
+        stop firing (docs/results.md section 9). Scaling by 1/sqrt(fan-in) keeps the step relative
+        to the weights' size the same in every layer.
+        """
+        if self.lr_fan_in is None:
+            return self.lr
+        conv = next((m for m in block.modules() if isinstance(m, nn.Conv2d)), None)
+        if conv is None:
+            return self.lr
+        fan_in = conv.weight[0].numel()
+        return self.lr * min(1.0, (self.lr_fan_in / fan_in) ** 0.5)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """RMS-normalise the raw image, as every hand-off between layers is."""

@@ -45,6 +45,7 @@ class ASGEOptions(MethodOptions):
     dropout: float | None = 0.0
     filters: int | None = None
     alpha: float = 1.0
+    lr_fan_in: int | None = None
     head_lr: float = 1e-2
     head_weight_decay: float = 0.0
     head_init: str = "zeros"
