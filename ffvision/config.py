@@ -58,6 +58,8 @@ class TrainConfig:
     lr_fan_in: int | None = opt(None, "ASGE: scale each layer's lr by sqrt(LR_FAN_IN / the conv's fan-in), "
                                 "at most lr (keeps Adam's step relative to the weights' scale)")
     weight_decay: float | None = opt(None, "AdamW weight decay of the blocks")
+    label_smoothing: float | None = opt(None, "asge and bp: label smoothing of the cross-entropy (each layer's "
+                                        "local loss for asge), in [0, 1) (default 0)")
     head_lr: float | None = opt(None, "ASGE linear heads' learning rate")
     head_weight_decay: float | None = opt(None, "ASGE linear heads' weight decay")
     head_init: str | None = opt(None, "ASGE heads' init: zeros | kaiming (official code) | default")

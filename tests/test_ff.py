@@ -95,8 +95,9 @@ def test_ff_api_and_no_gradient_across_blocks(name, kw):
         assert m.predict(x, strategy=s).shape == (8, 10)
 
 
-def test_goodness_inference_is_batched_over_classes_and_matches_a_loop():
-    m = ffvision.create_method("ffcnn", filters=4, max_eval_batch=16, **FF_SMALL)  # forces several chunks
+@pytest.mark.parametrize("rows", [16, 3, None])  # several label chunks; image slices too; the default
+def test_goodness_inference_is_batched_over_classes_and_matches_a_loop(rows):
+    m = ffvision.create_method("ffcnn", filters=4, max_eval_batch=rows, **FF_SMALL)
     m.eval()
     x = torch.rand(5, 1, 16, 16)
     with torch.no_grad():
@@ -105,6 +106,8 @@ def test_goodness_inference_is_batched_over_classes_and_matches_a_loop():
             xs = m.labels.encode(x, torch.full((5,), c))
             for i, o in enumerate(m.iter_outputs(xs)):
                 assert torch.allclose(batched[i, :, c], o.scores.float(), rtol=1e-5, atol=1e-2)
+        whole = m.probe(m.probe_features(x))
+    assert torch.allclose(m.scores(x, "probe").strategies["probe"], whole, atol=1e-5)  # probe sliced alike
 
 
 def test_layer_training_and_voting_are_independent():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import ffvision
 from ffvision.errors import ConfigError, DataError
@@ -376,3 +377,19 @@ def test_lr_fan_in_scales_each_layers_lr_by_its_fan_in():
     assert {g["lr"] for o in list(plain.optimizers.values())[:7] for g in o.param_groups} == {1e-2}
     with pytest.raises(ConfigError, match="lr_fan_in must be positive"):
         ffvision.create_method("asge", **SMALL, lr_fan_in=0)
+
+
+@pytest.mark.parametrize("method", ["asge", "bp"])
+def test_label_smoothing_changes_every_local_loss(method):
+    torch.manual_seed(0)
+    plain = ffvision.create_method(method, **SMALL)
+    smooth = ffvision.create_method(method, **SMALL, label_smoothing=0.2)
+    scores, y = torch.randn(6, 10), torch.arange(6)
+    for block in smooth.blocks:  # every local loss is the smoothed cross-entropy
+        assert block.local_loss(scores, y).item() == pytest.approx(
+            F.cross_entropy(scores, y, label_smoothing=0.2).item())
+    assert plain.blocks[0].local_loss(scores, y).item() == pytest.approx(F.cross_entropy(scores, y).item())
+    x = torch.rand(6, 1, 16, 16)
+    smooth.train_step(x, y)  # and a training step runs through it (the fused step included for asge)
+    with pytest.raises(ConfigError, match="label_smoothing must be in"):
+        ffvision.create_method(method, **SMALL, label_smoothing=1.0)

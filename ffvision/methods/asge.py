@@ -23,6 +23,7 @@ from torch import nn
 
 from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
 from ffvision.core.fused import fusable
+from ffvision.core.losses import smoothed_cross_entropy
 from ffvision.core.metrics import Counts, Scores
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
@@ -105,6 +106,7 @@ class ASGE(LocalMethod):
         self.head_weight_decay = o.head_weight_decay
         self.heads_from = heads_from = o.heads_from
         self.early_exit_thresholds = tuple(float(t) for t in o.early_exit_thresholds)
+        loss = smoothed_cross_entropy(o.label_smoothing)
         self.stem = net.stem
         widest = max(int(info["num_chs"]) for info in net.feature_info)  # C_L
         self.grids: list[int] = []
@@ -113,7 +115,7 @@ class ASGE(LocalMethod):
             grid = adaptive_grid(c, widest, int(info["size"]), o.alpha)
             self.grids.append(grid)
             readout = SpatialGoodnessReadout(c, grid, num_classes, seed=o.seed * 1009 + i)
-            block = LocalBlock(layer, readout, post=layer.post)
+            block = LocalBlock(layer, readout, post=layer.post, loss=loss)
             # the fused training step (core/fused.py) needs the grid to tile the feature map exactly
             block.fused = o.fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0
             self.blocks.append(block)

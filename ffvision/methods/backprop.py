@@ -21,6 +21,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from ffvision.core import LinearReadout, LocalBlock
+from ffvision.core.losses import smoothed_cross_entropy
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
@@ -84,7 +85,8 @@ class Backprop(LocalMethod):
             readout = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), net.classifier())
         else:
             readout = LinearReadout(net.num_features, num_classes)
-        self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=o.memory_saving == "checkpoint"), readout))
+        self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=o.memory_saving == "checkpoint"), readout,
+                                      loss=smoothed_cross_entropy(o.label_smoothing)))
         self.build_optimizers()
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

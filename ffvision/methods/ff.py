@@ -65,6 +65,7 @@ from ffvision.methods.registry import register_method
 
 FF_LOSSES = ("bce", "symba", "ce")
 NEGATIVES = ("uniform", "hard")
+EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pass may hold (auto max_eval_batch)
 
 
 def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
@@ -109,7 +110,7 @@ class GoodnessFF(LocalMethod):
             raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {o.num_negatives}")
         if not o.goodness_scale > 0:
             raise ConfigError(f"goodness_scale must be positive, got {o.goodness_scale}")
-        if o.probe_grid < 1 or o.max_eval_batch < 1:
+        if o.probe_grid < 1 or (o.max_eval_batch is not None and o.max_eval_batch < 1):
             raise ConfigError("probe_grid and max_eval_batch must be positive")
         model, vote_from, vote_to, train_first_layer = o.model, o.vote_from, o.vote_to, o.train_first_layer
         net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=o.width_mult, dropout=o.dropout,
@@ -131,16 +132,21 @@ class GoodnessFF(LocalMethod):
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
         self.input_norm = o.input_norm and isinstance(self.stem, nn.Identity)
-        self.max_eval_batch = o.max_eval_batch
         loss = functools.partial(goodness_loss, kind=o.ff_loss, scale=o.goodness_scale)
-        probe_dims = []
+        probe_dims, widest = [], 1
         for layer, info in zip(net.layers, net.feature_info):
             c, size = int(info["num_chs"]), int(info["size"])
             units = c * size * size  # conv: C*H*W (before pooling); dense: C (size 1)
+            widest = max(widest, units)
             theta = o.threshold if o.threshold is not None else (units if o.goodness == "sum" else 1.0)
             self.blocks.append(LocalBlock(layer, GoodnessReadout(theta, o.goodness), post=layer.post, loss=loss))
             out_size = size // 2 if info["pool"] else size
             probe_dims.append(c * min(o.probe_grid, out_size) ** 2)
+        # Rows (images x labels) per evaluation pass: by default as many as keep the widest layer's
+        # float32 map under EVAL_PASS_BYTES. Larger passes are mapped and zeroed afresh by the
+        # allocator each time: 128-filter FF-CNN goodness ran at 9-10 img/s in passes of 4,096 rows
+        # and at 24-26 in passes of 64-128 (docs/results.md section 5).
+        self.max_eval_batch = o.max_eval_batch or max(1, EVAL_PASS_BYTES // (4 * widest))
         self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
         self.frozen = set(range(n_layers)) - set(self.trained)  # a fixed (random) layer 1 learns nothing
         # Goodness inference sums layers vote_from..vote_to. An end that is not given is chosen on the
@@ -303,14 +309,20 @@ class GoodnessFF(LocalMethod):
         """Goodness logit of the first `layers` layers (default: all) for every class's label, (l, B, N)."""
         b, n = x.shape[0], self.num_classes
         layers = len(self.blocks) if layers is None else layers
-        per_chunk = max(1, self.max_eval_batch // max(1, b))
+        # A pass holds at most max_eval_batch rows (images x labels): the batch is cut into slices of
+        # at most max_eval_batch images, and each slice runs as many labels at once as fit.
+        rows = max(1, self.max_eval_batch)
         out = torch.empty(layers, b, n, device=x.device)
-        for start in range(0, n, per_chunk):
-            cls = torch.arange(start, min(n, start + per_chunk), device=x.device)
-            for i, o in enumerate(self._outputs_all_labels(x, cls)):
-                out[i, :, start:start + len(cls)] = o.scores.float().view(len(cls), b).T
-                if i + 1 == layers:  # the layers after the voting range need not run
-                    break
+        for lo in range(0, b, rows):
+            xs = x[lo:lo + rows]
+            s = xs.shape[0]
+            per_chunk = max(1, rows // s)
+            for start in range(0, n, per_chunk):
+                cls = torch.arange(start, min(n, start + per_chunk), device=x.device)
+                for i, o in enumerate(self._outputs_all_labels(xs, cls)):
+                    out[i, lo:lo + s, start:start + len(cls)] = o.scores.float().view(len(cls), s).T
+                    if i + 1 == layers:  # the layers after the voting range need not run
+                        break
         return out
 
     def scores(self, x: torch.Tensor, strategy: str | None = None, select: bool = True) -> Scores:
@@ -330,7 +342,7 @@ class GoodnessFF(LocalMethod):
             ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))
             res.strategies["goodness"] = ends[1] - ends[0]
         if strategy in (None, "probe"):
-            res.strategies["probe"] = self.probe_logits(x)
+            res.strategies["probe"] = torch.cat([self.probe_logits(xs) for xs in x.split(self.max_eval_batch)])
         return res
 
     @torch.no_grad()

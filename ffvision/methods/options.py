@@ -46,6 +46,7 @@ class ASGEOptions(MethodOptions):
     filters: int | None = None
     alpha: float = 1.0
     lr_fan_in: int | None = None
+    label_smoothing: float = 0.0
     head_lr: float = 1e-2
     head_weight_decay: float = 0.0
     head_init: str = "zeros"
@@ -61,6 +62,7 @@ class BackpropOptions(MethodOptions):
     filters: int | None = None
     init_weights: str | None = None
     memory_saving: str = "none"
+    label_smoothing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class GoodnessFFOptions(MethodOptions):
     vote_to: int | None = None
     probe_lr: float = 1e-2
     probe_grid: int = 4
-    max_eval_batch: int = 4096
+    max_eval_batch: int | None = None  # rows (images x labels) per evaluation pass; None: by memory
 
 
 @dataclass(frozen=True)
