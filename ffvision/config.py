@@ -64,9 +64,6 @@ class TrainConfig:
     head_weight_decay: float | None = opt(None, "ASGE linear heads' weight decay")
     head_init: str | None = opt(None, "ASGE heads' init: zeros | kaiming (official code) | default")
     heads_from: int | None = opt(None, "ASGE linear heads on layers heads_from..L (1-based)")
-    center_goodness: bool | None = opt(None, "ASGE: subtract a running mean of each layer's goodness before "
-                                       "its fixed projection (removes the image-independent part of the "
-                                       "scores; default off)")
     fused_readout: bool | None = opt(None, "ASGE: train each layer through one fused conv-ReLU-goodness-projection "
                                      "autograd step (the same gradients, ~0.6x the memory and faster; "
                                      "--no-fused-readout for the plain autograd chain)")

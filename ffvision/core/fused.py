@@ -163,11 +163,5 @@ def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout, x: torch.Ten
     if x.shape[2] % readout.grid or x.shape[3] % readout.grid:
         raise ValueError("the feature map does not tile into the readout's grid")
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
-    if readout.centered and not bool(readout.mean_ready):
-        with torch.no_grad():  # once: the first batch sets the running mean before its own scores
-            readout.observe(body(x))
-    h, scores = _ConvGoodness.apply(x, conv.weight, conv.bias, readout.projection, readout.effective_bias(),
-                                    readout.grid, conv.padding[0], dtype, chunks, compiled)
-    if readout.centered and readout.training:
-        readout.observe(h)  # h is post-ReLU here; the mean of this batch serves the next ones
-    return h, scores
+    return _ConvGoodness.apply(x, conv.weight, conv.bias, readout.projection, readout.bias, readout.grid,
+                               conv.padding[0], dtype, chunks, compiled)

@@ -17,8 +17,6 @@ from torch import nn
 
 from ffvision.core.norm import sum_of_squares
 
-CENTER_MOMENTUM = 0.1  # weight of each training batch in a centered readout's running goodness mean
-
 
 def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -> int:
     """ASGE's grid size P = alpha * C_L / C_l, rounded half up and clamped to [1, height].
@@ -56,7 +54,7 @@ def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
 class SpatialGoodnessReadout(nn.Module):
     """a = g R + b with g = adaptive_avg_pool2d(h^2, P) flattened; R and b fixed buffers."""
 
-    def __init__(self, channels: int, grid: int, num_classes: int, *, seed: int = 0, centered: bool = False) -> None:
+    def __init__(self, channels: int, grid: int, num_classes: int, *, seed: int = 0) -> None:
         super().__init__()
         self.channels, self.grid, self.num_classes = channels, grid, num_classes
         gen = torch.Generator().manual_seed(seed)
@@ -64,34 +62,6 @@ class SpatialGoodnessReadout(nn.Module):
         # N(0, 1/N) as in the official code (randn / sqrt(N)); buffers: saved, never trained.
         self.register_buffer("projection", torch.randn(dim, num_classes, generator=gen) / math.sqrt(num_classes))
         self.register_buffer("bias", torch.randn(num_classes, generator=gen) / math.sqrt(num_classes))
-        # centered: a = (g - m) R + b with m a running mean of g over training batches (not a
-        # gradient path; set from the first batch, then an average with CENTER_MOMENTUM): the
-        # image-independent part of the scores, which at initialisation gives most images one class,
-        # is removed, so a layer need not reshape its channel energies to cancel it.
-        self.centered = centered
-        if centered:
-            self.register_buffer("goodness_mean", torch.zeros(dim))
-            self.register_buffer("mean_ready", torch.zeros((), dtype=torch.bool))
-
-    def effective_bias(self) -> torch.Tensor:
-        """b, or b - m R when centered: the bias the scores are computed with."""
-        if not self.centered:
-            return self.bias
-        return torch.addmv(self.bias, self.projection.T, self.goodness_mean, alpha=-1.0)
-
-    @torch.no_grad()
-    def observe(self, h: torch.Tensor) -> None:
-        """Update the running mean of the goodness from a training batch's (post-ReLU) feature map h."""
-        if self.centered:
-            self._update_mean(self.goodness(h.detach()).mean(0))
-
-    def _update_mean(self, g: torch.Tensor) -> None:
-        """The first batch's mean sets m; later ones move it by CENTER_MOMENTUM."""
-        if not bool(self.mean_ready):
-            self.goodness_mean.copy_(g)
-            self.mean_ready.fill_(True)
-        else:
-            self.goodness_mean.lerp_(g, CENTER_MOMENTUM)
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         """Spatial goodness: mean of h^2 over each of the P x P patches, flattened (B, C*P*P), float32."""
@@ -108,21 +78,11 @@ class SpatialGoodnessReadout(nn.Module):
         """Class scores (B, num_classes) of the feature map h (B, C, H, W)."""
         # Kept in float32 under autocast: the projection sums thousands of goodness values.
         with torch.autocast(device_type=h.device.type, enabled=False):
-            g = self.goodness(h)
-            learn = self.centered and self.training and torch.is_grad_enabled()
-            if learn and not bool(self.mean_ready):
-                self._update_mean(g.detach().mean(0))  # the first batch sets the mean before its own scores
-                learn = False
-            scores = torch.addmm(self.effective_bias(), g, self.projection)  # (B, N)
-            if learn:
-                with torch.no_grad():
-                    self._update_mean(g.detach().mean(0))  # this batch's mean serves the next ones
-            return scores
+            return torch.addmm(self.bias, self.goodness(h), self.projection)  # (B, N)
 
     def extra_repr(self) -> str:
         """Show the grid and projection size in print(model)."""
-        return (f"channels={self.channels}, grid={self.grid}, num_classes={self.num_classes}"
-                + (", centered" if self.centered else ""))
+        return f"channels={self.channels}, grid={self.grid}, num_classes={self.num_classes}"
 
 
 class LinearReadout(nn.Module):

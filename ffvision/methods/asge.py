@@ -114,8 +114,7 @@ class ASGE(LocalMethod):
             c = int(info["num_chs"])
             grid = adaptive_grid(c, widest, int(info["size"]), o.alpha)
             self.grids.append(grid)
-            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=o.seed * 1009 + i,
-                                             centered=o.center_goodness)
+            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=o.seed * 1009 + i)
             block = LocalBlock(layer, readout, post=layer.post, loss=loss)
             # the fused training step (core/fused.py) needs the grid to tile the feature map exactly
             block.fused = o.fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0

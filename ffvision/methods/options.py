@@ -47,7 +47,6 @@ class ASGEOptions(MethodOptions):
     alpha: float = 1.0
     lr_fan_in: int | None = None
     label_smoothing: float = 0.0
-    center_goodness: bool = False
     head_lr: float = 1e-2
     head_weight_decay: float = 0.0
     head_init: str = "zeros"
