@@ -311,10 +311,9 @@ class GoodnessFF(LocalMethod):
         layers = len(self.blocks) if layers is None else layers
         # A pass holds at most max_eval_batch rows (images x labels): the batch is cut into slices of
         # at most max_eval_batch images, and each slice runs as many labels at once as fit.
-        rows = max(1, self.max_eval_batch)
+        rows = self.max_eval_batch  # >= 1 (checked, or derived with a floor of 1)
         out = torch.empty(layers, b, n, device=x.device)
-        for lo in range(0, b, rows):
-            xs = x[lo:lo + rows]
+        for lo, xs in zip(range(0, b, rows), x.split(rows)):
             s = xs.shape[0]
             per_chunk = max(1, rows // s)
             for start in range(0, n, per_chunk):
