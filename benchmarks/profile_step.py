@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--rows", type=int, default=20)
+    ap.add_argument("--by-shape", action="store_true", help="group ops by input shapes (which tensor a cost is)")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     torch.manual_seed(0)
@@ -55,10 +56,11 @@ def main() -> None:
           f"{'bf16' if bf16 else 'float32'}{', channels_last' if cl else ''}{', compiled' if args.compile else ''}: "
           f"{10 * args.batch_size / (time.perf_counter() - t):.0f} img/s")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=args.by_shape) as prof:
         for _ in range(args.steps):
             m.train_step(x, y)
-    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48))
+    averages = prof.key_averages(group_by_input_shape=args.by_shape)
+    print(averages.table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core.norm import sum_of_squares
+from ffvision.core.norm import _slices, sum_of_squares
 
 
 def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -> int:
@@ -48,7 +48,12 @@ def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
         return torch.linalg.vector_norm(patches, dim=(3, 5), dtype=torch.float32).square() / (height * width)
     if h.dtype == torch.float32:
         return F.avg_pool2d(h.square(), (height, width))
-    return F.avg_pool2d(h * h, (height, width)).float()
+    slices = _slices(h)
+    if slices is None:
+        return F.avg_pool2d(h * h, (height, width)).float()
+    # Without autograd, a few samples at a time: the whole h^2 of VGG8 x0.25 layer 2 (17 MB of fresh
+    # pages at every step) took 27 ms in a training step against ~3 ms for the slices; same values.
+    return torch.cat([F.avg_pool2d(h[sl] * h[sl], (height, width)) for sl in slices]).float()
 
 
 class SpatialGoodnessReadout(nn.Module):
