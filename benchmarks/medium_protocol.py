@@ -1,7 +1,8 @@
 """Medium protocol (CPU, 10-20 min a run on 2 cores): FashionMNIST's full training split (50,000 train /
 10,000 validation carved from it), VGG8 at width 0.25, 15 epochs, batch 128, ASGE and bp with the
 same augmentation (the dataset's flip), each at its validated dropout (the defaults: ASGE 0, bp
-0.1); the epoch and the reported strategy are chosen on validation, the test set is evaluated once.
+0.1) and ASGE at its validated lr for this length (5e-3, `VALIDATED`); the epoch and the reported
+strategy are chosen on validation, the test set is evaluated once.
 
     python benchmarks/medium_protocol.py --out benchmarks/results/medium_protocol.jsonl   # train both
     python benchmarks/medium_protocol.py --only asge --dropout 0.1                        # a variant
@@ -25,6 +26,10 @@ from pathlib import Path
 import torch
 
 MEDIUM = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "epochs": 15, "batch_size": 128}
+# Settings chosen on this protocol's validation split where the quick-protocol default does not hold at
+# this length (docs/results.md section 9): ASGE's lr 1e-2 is best for 3 epochs of 10,000 images, 5e-3 for
+# 15 epochs of 50,000 (validation goodness-sum 91.86 at 1e-2, 92.43 at 5e-3, 92.38 at 3e-3).
+VALIDATED = {"asge": {"lr": 5e-3}}
 
 
 def plot(run_dirs: list[Path], png: Path) -> None:
@@ -105,7 +110,7 @@ def main() -> None:
 
     for method in args.only:
         out = Path(args.runs_dir) / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
-        spec = {**MEDIUM, "epochs": args.epochs, "method": method, "out": str(out)}
+        spec = {**MEDIUM, **VALIDATED.get(method, {}), "epochs": args.epochs, "method": method, "out": str(out)}
         if args.dropout is not None:
             spec["dropout"] = args.dropout
         spec.update(extra)
