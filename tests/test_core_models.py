@@ -54,6 +54,24 @@ def test_rms_normalize_gives_unit_rms_and_keeps_zeros():
     assert torch.equal(rms_normalize(torch.zeros(1, 2, 3, 3)), torch.zeros(1, 2, 3, 3))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bf16_in_place_rms_norm_and_sliced_goodness_match_the_whole_tensor_forms(channels_last):
+    """The batch-sliced bf16 paths (in-place norm, readout squares) give exactly the whole-tensor values."""
+    from ffvision.core.readouts import patch_goodness
+
+    x = torch.randn(16, 8, 8, 8).relu().bfloat16()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ref = (x.float() / (x.float().square().mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-20)).bfloat16()
+    y = x.clone()
+    assert rms_normalize(y, inplace=True) is y
+    assert torch.equal(y, rms_normalize(x)) and torch.allclose(y.float(), ref.float(), rtol=2 ** -7)
+    with torch.no_grad():
+        sliced = patch_goodness(x, 2)
+    whole = torch.nn.functional.avg_pool2d(x * x, 4).float()
+    assert torch.equal(sliced, whole)
+
+
 def test_local_block_detaches_input_and_output():
     block = LocalBlock(torch.nn.Conv2d(1, 2, 3, padding=1), SpatialGoodnessReadout(2, 1, 3))
     x = torch.randn(2, 1, 4, 4, requires_grad=True)
