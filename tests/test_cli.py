@@ -194,7 +194,8 @@ def test_console_entry_point_and_ctrl_c(fast_cfg: dict, tmp_path: Path):
     assert (tmp_path / "sig" / "summary.json").exists()
 
 
-@pytest.mark.parametrize("method,extra", [("ffcnn", ["--filters", "4"]), ("hinton", ["--width-mult", "0.01"]),
+@pytest.mark.parametrize("method,extra", [("ffcnn", ["--filters", "4"]),
+                                          ("hinton", ["--width-mult", "0.01", "--strategy", "probe"]),
                                           ("asge", [])])
 def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, tmp_path: Path):
     cfg = {**fast_cfg, "epochs": 1}
@@ -206,6 +207,12 @@ def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, t
     summary = json.loads((Path(cfg["out"]) / "summary.json").read_text())
     expected = {"goodness", "probe"} if method != "asge" else {"last", "goodness-sum", "heads"}
     assert set(summary["test_accuracy_by_strategy"]) == expected
+    # top-5 is of the reported strategy (it was once counted for the default one): it matches `eval`
+    code, out, err = run_cli(capsys, "eval", cfg["out"], "--device", "cpu", "--json", str(tmp_path / "ev.json"))
+    assert code == 0, err
+    again = json.loads((tmp_path / "ev.json").read_text())
+    assert summary["test_top5_accuracy"] >= summary["test_accuracy"]
+    assert abs(summary["test_top5_accuracy"] - again["test_top5_accuracy"]) < 1e-9
     img = tmp_path / "x.png"
     Image.new("L", (28, 28), 90).save(img)
     code, out, err = run_cli(capsys, "cam", cfg["out"], str(img), "--out", str(tmp_path / "cams"), "--device", "cpu")

@@ -131,9 +131,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     load_method_state(trainer.method, best["model"], f"{run_dir}/best.pt")
     if info.is_main:
         print(f"testing the best epoch ({trainer.best['epoch']}) on {len(data.test):,} test images", flush=True)
-    test = trainer.evaluate(data.test, "test")
     strategy = trainer.best.get("strategy", method.default_strategy)
-    trainer.method.selected_strategy = strategy  # top-5 and predict follow the reported strategy
+    trainer.method.selected_strategy = strategy  # top-5 (counted in this pass) and predict follow the reported one
+    test = trainer.evaluate(data.test, "test")
     summary = {
         "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
