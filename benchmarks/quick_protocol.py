@@ -53,6 +53,11 @@ RUNS = {
                          **FF28},
     "ffcnn-morphological-ce": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological",
                                "ff_loss": "ce", **FF28},
+    # stop 23: the ce loss at temperature 16, chosen on validation (benchmarks/results/sweep_stop2[23].jsonl)
+    "ffcnn-fourier-ce16": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "fourier", "ff_loss": "ce",
+                           "goodness_scale": 16, **FF28},
+    "ffcnn-morphological-ce16": {"method": "ffcnn", "model": "ffcnn3", "filters": 32, "labels": "morphological",
+                                 "ff_loss": "ce", "goodness_scale": 16, **FF28},
     # the hinton-fmnist recipe as written (batch 100), for full-data runs: --train-subset 50000 --epochs E
     "hinton-recipe-full": {"recipe": "hinton-fmnist", "batch_size": 100, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
