@@ -235,7 +235,7 @@ def test_labels_command(tmp_path: Path, capsys):
     code, out, _ = run_cli(capsys, "labels", "--set", "morphological", "--num-classes", "12", "--out",
                            str(tmp_path / "l.png"))
     assert code == 0 and (tmp_path / "l.png").stat().st_size > 1000
-    code, _, err = run_cli(capsys, "labels", "--set", "fourier", "--num-classes", "100", "--image-size", "16",
+    code, _, err = run_cli(capsys, "labels", "--set", "fourier", "--num-classes", "100", "--image-size", "8",
                            "--out", str(tmp_path / "x.png"))
     assert_one_line_error(code, err, "cannot make 100 distinct patterns")
 

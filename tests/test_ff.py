@@ -66,8 +66,8 @@ def test_one_hot_pixels():
 def test_bad_label_options_are_clear():
     with pytest.raises(ConfigError, match="intensity K must be in"):
         SpatialLabels("fourier", 10, 28, 28, intensity=1.5)
-    with pytest.raises(ConfigError, match="cannot make 100 distinct patterns at 16x16"):
-        ffvision.create_method("ffcnn", num_classes=100, in_channels=3, image_size=16, filters=4)
+    with pytest.raises(ConfigError, match="cannot make 100 distinct patterns at 8x8"):
+        ffvision.create_method("ffcnn", num_classes=100, in_channels=3, image_size=8, filters=4)
     with pytest.raises(ConfigError, match="too small for 100 classes"):
         ffvision.create_method("ffcnn", num_classes=100, in_channels=1, image_size=6, filters=4,
                                labels="morphological", model="ffcnn3")
@@ -282,3 +282,14 @@ def test_several_negatives_are_distinct_wrong_labels_and_symba_is_their_softmax(
     assert stats["layer_correct"].shape == (3,) and (stats["layer_correct"] <= 6).all()
     with pytest.raises(ConfigError, match="num_negatives must be in 1..9"):
         ffvision.create_method("ffcnn", filters=4, num_negatives=10, **FF_SMALL)
+
+
+def test_fourier_labels_are_short_waves_readable_inside_a_receptive_field():
+    p = fourier_patterns(10, 28, 28)
+    spectrum = torch.fft.fft2(p - p.mean((1, 2), keepdim=True)).abs()
+    f = torch.fft.fftfreq(28)  # cycles per pixel
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    peak = radius.flatten()[spectrum.flatten(1).argmax(1)]
+    # wavelengths of 3-6 px (up to the DFT grid): a 7x7 window holds a whole one (the first set: 7-14 px)
+    assert (1 / peak <= 7.5).all() and (1 / peak >= 2.5).all()
+    assert len({round(float(r), 3) for r in peak}) >= 2  # at least two wavelengths, with the orientations

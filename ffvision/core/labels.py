@@ -4,10 +4,13 @@
   mixed into every channel of the image, x_c = (1 - K) x + K T_c, so every receptive field
   of a shared-weight convolution sees the label. Two families (the paper's exact formulas
   are not published; these are ffvision's):
-    fourier        T_c = 0.5 + 0.5 cos(2 pi k_c (u cos t_c + v sin t_c)), u, v in [0, 1):
-                   a plane wave with k_c = 2, 3, ... cycles per image and t_c one of
-                   n_o = ceil(sqrt(N)) orientations in [0, pi); class c has frequency index
-                   c // n_o and orientation index c % n_o. Needs k_max < side / 2 (Nyquist).
+    fourier        T_c = 0.5 + 0.5 cos(2 pi (i cos t_c + j sin t_c) / P_c), (i, j) in pixels:
+                   a plane wave with n_o = ceil(sqrt(N)) + 1 orientations t_c in [0, pi) and
+                   wavelengths P_c from 6 to 3 px (geometric; class c has wavelength index
+                   c // n_o, orientation index c % n_o). Short waves stay readable inside a
+                   7x7 receptive field after the mix with an image; the first version (2-4
+                   cycles per image, 7-14 px at 28 px) overlapped the images' own spectrum
+                   (benchmarks/label_separability.py, docs/results.md section 5).
     morphological  binary textures: a class-seeded random point set dilated with a
                    class-specific structuring element - disk, square, cross, horizontal,
                    vertical or diagonal bar, or ring (c mod 8), radius 2 + (c div 8) mod 3 -
@@ -90,20 +93,25 @@ def balance_patterns(patterns: torch.Tensor, std: float = 0.5 / math.sqrt(2)) ->
     return (0.5 + std * (flat - mean) / sd).view_as(patterns)
 
 
+FOURIER_PERIODS_PX = (6.0, 3.0)  # the longest and shortest wavelength of the plane waves, in pixels
+
+
 def fourier_patterns(num_classes: int, height: int, width: int) -> torch.Tensor:
-    """(N, H, W) plane waves in [0, 1], one frequency/orientation per class."""
-    n_o = math.ceil(math.sqrt(num_classes))
-    k_max = 2 + (num_classes - 1) // n_o
-    if k_max >= min(height, width) / 2:
+    """(N, H, W) plane waves in [0, 1], one wavelength/orientation per class, wavelengths of 3-6 px."""
+    n_o = math.ceil(math.sqrt(num_classes)) + 1
+    n_f = math.ceil(num_classes / n_o)
+    longest, shortest = FOURIER_PERIODS_PX
+    if min(height, width) < 2 * longest:
         raise ConfigError(f"the fourier label set cannot make {num_classes} distinct patterns at "
-                          f"{height}x{width} px (it needs {k_max} cycles per image, over the Nyquist limit "
-                          f"{min(height, width) / 2:g}); use a larger image_size or the morphological set")
-    v, u = torch.meshgrid(torch.arange(height) / height, torch.arange(width) / width, indexing="ij")
+                          f"{height}x{width} px (its longest wave, {longest:g} px, needs at least "
+                          f"{2 * longest:g} px); use a larger image_size or the morphological set")
+    periods = [math.sqrt(longest * shortest)] if n_f == 1 else \
+        [longest * (shortest / longest) ** (j / (n_f - 1)) for j in range(n_f)]
+    v, u = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(), indexing="ij")
     out = []
     for c in range(num_classes):
-        k, o = 2 + c // n_o, c % n_o
-        t = math.pi * o / n_o
-        out.append(0.5 + 0.5 * torch.cos(2 * math.pi * k * (u * math.cos(t) + v * math.sin(t))))
+        period, t = periods[c // n_o], math.pi * (c % n_o) / n_o
+        out.append(0.5 + 0.5 * torch.cos(2 * math.pi * (u * math.cos(t) + v * math.sin(t)) / period))
     return torch.stack(out)
 
 
