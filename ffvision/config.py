@@ -82,7 +82,8 @@ class TrainConfig:
     ff_loss: str | None = opt(None, "FF layer loss: bce (G - theta against 1/0, the papers) | symba (positive vs "
                               "negatives of the same image) | ce (softmax over every class's label overlay; "
                               "about N/2 times the cost)")
-    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this")
+    goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this "
+                                             "(ffcnn: 4, or 16 with --ff-loss ce; chosen on validation)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
                                 "belief, Hinton's code)")
     num_negatives: int | None = opt(None, "FF: wrong labels per image and step (symba: a softmax of the positive "

@@ -293,3 +293,13 @@ def test_fourier_labels_are_short_waves_readable_inside_a_receptive_field():
     # wavelengths of 3-6 px (up to the DFT grid): a 7x7 window holds a whole one (the first set: 7-14 px)
     assert (1 / peak <= 7.5).all() and (1 / peak >= 2.5).all()
     assert len({round(float(r), 3) for r in peak}) >= 2  # at least two wavelengths, with the orientations
+
+
+def test_ffcnn_ce_loss_gets_its_validated_temperature_unless_one_is_given():
+    def scale(method: str, **kw) -> float:
+        extra = {"filters": 4, **FF_SMALL} if method == "ffcnn" else {"width_mult": 0.01, **FF_SMALL, "image_size": 28}
+        return ffvision.create_method(method, **extra, **kw).blocks[1].loss_fn.keywords["scale"]
+
+    assert scale("ffcnn") == 4.0 and scale("ffcnn", ff_loss="ce") == 16.0
+    assert scale("ffcnn", ff_loss="ce", goodness_scale=2.0) == 2.0
+    assert scale("hinton", ff_loss="ce") == 4.0  # validated for FF-CNN only

@@ -18,7 +18,8 @@ before layer 1 too, as in Hinton's reference code):
       the N inputs are the logits of a softmax, cross_entropy(s * G_l(x, .), y): all N - 1
       negatives at once, and exactly the quantity goodness inference takes the argmax of
       (one pass per class for layers 2..L, so training costs about N/2 times more).
-  s is `goodness_scale` (a temperature). Negatives (`negatives`) are drawn uniformly from
+  s is `goodness_scale` (a temperature; FF-CNN's default is 4, and 16 under "ce", each chosen on the
+  validation split). Negatives (`negatives`) are drawn uniformly from
   the other classes, or "hard": in proportion to the probe's current belief on the neutral
   input (never the true class), as in Hinton's reference code. With `num_negatives` k > 1,
   k distinct wrong labels per image: symba becomes the cross-entropy of the positive
@@ -40,6 +41,7 @@ Prediction:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Iterator
 
@@ -93,12 +95,15 @@ class GoodnessFF(LocalMethod):
     specs name them and their strategies)."""
 
     default_val_images = 2000  # goodness inference costs one pass per class: bound the per-epoch check
+    ce_goodness_scale: float | None = None  # goodness_scale when ff_loss="ce" and none is given (None: the usual)
     native_image_size = True  # no pooling to feed: 28-px MNIST-family images are not upscaled (1.3x fewer pixels)
 
     def __init__(self, *, num_classes: int, in_channels: int = 1, image_size: int = 28, **options: Any) -> None:
         """Options: FFCNNOptions / HintonOptions (methods/options.py); None keeps a default."""
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         o = self.options_of(options)
+        if options.get("goodness_scale") is None and o.ff_loss == "ce" and self.ce_goodness_scale is not None:
+            o = dataclasses.replace(o, goodness_scale=self.ce_goodness_scale)  # the ce loss's validated temperature
         self.check_labels(o.labels)
         if o.goodness not in ("sum", "mean"):
             raise ConfigError(f"goodness must be sum or mean, got {o.goodness!r}")
@@ -393,6 +398,9 @@ class FFCNN(GoodnessFF):
     """FF-CNN with spatially-extended labels (Fourier or morphological patterns)."""
 
     spec = METHODS["ffcnn"]
+    # the softmax over all labels wants a sharper temperature than SymBa's 4 (validation, docs/results.md
+    # section 5: 1 -> 59.1%, 4 -> 64.6, 16 -> 66.7, 64 -> 60.7 on the first Fourier set)
+    ce_goodness_scale = 16.0
     cpu_bf16 = True  # conv stacks: the CPU's bf16 units pay off (docs/results.md), where it has them
 
     def check_labels(self, labels: str) -> None:
