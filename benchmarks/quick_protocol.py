@@ -87,11 +87,14 @@ def main() -> None:
         protocol["epochs"] = args.epochs
     for name in args.only:
         spec = dict(RUNS[name])
-        cfg = TrainConfig()
+        cfg, budget = TrainConfig(), dict(protocol)
         if "recipe" in spec:
-            cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{spec.pop('recipe')}.yaml"))
+            recipe = load_recipe(RECIPES / f"{spec.pop('recipe')}.yaml")
+            cfg = apply_overrides(cfg, recipe)
+            if "model" in recipe:  # a recipe's network is its own (hinton-fmnist is an MLP, not the protocol's VGG8)
+                budget.pop("model")
         out = Path(args.runs_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        cfg = apply_overrides(cfg, {**protocol, **spec, "out": str(out), "device": "cpu"})
+        cfg = apply_overrides(cfg, {**budget, **spec, "out": str(out), "device": "cpu"})
         s = train(cfg, show_progress=False)
         extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("train_subset", "epochs")
                         if getattr(args, k))
