@@ -170,7 +170,7 @@ def test_ce_loss_scores_every_label_and_trains_only_its_layers():
         m.eval()
         with torch.no_grad():
             g = m.goodness_scores(x)  # (L, B, N)
-            want = torch.nn.functional.cross_entropy(4.0 * g[2], y)
+            want = torch.nn.functional.cross_entropy(16.0 * g[2], y)  # the ce loss's default temperature
             h = m.labels.encode(x.repeat(10, 1, 1, 1), torch.arange(10).repeat_interleave(6))  # class-major
             scores = [o.scores.float() for o in m.iter_outputs(h)][2]
         assert torch.allclose(m.blocks[2].local_loss(scores, y), want, atol=1e-4)
