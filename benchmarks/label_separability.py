@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -80,15 +81,16 @@ def main() -> None:
     sets = {"fourier": fourier_patterns(10, 28, 28), "fourier-v1": fourier_v1(10, 28),
             "morphological": morphological_patterns(10, 28, 28, 0)}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = []
     for name, p in sets.items():
         p = balance_patterns(p)
-        rec = {"label_set": name, "intensity": args.intensity, "images": args.images, "commit": commit,
-               "window_7": round(readability(p, x, 7, args.intensity), 4),
-               "window_13": round(readability(p, x, 13, args.intensity), 4)}
-        print(json.dumps(rec), flush=True)
-        if args.out:
-            with open(args.out, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+        windows = {f"window_{k}": round(readability(p, x, k, args.intensity), 4) for k in (7, 13)}
+        lines.append(json.dumps({"label_set": name, "intensity": args.intensity, "images": args.images,
+                                 "commit": commit, **windows}))
+        print(lines[-1], flush=True)
+    if args.out:  # one append for the whole table
+        with Path(args.out).open("a") as fh:
+            fh.write("".join(line + "\n" for line in lines))
 
 
 if __name__ == "__main__":
