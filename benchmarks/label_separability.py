@@ -53,8 +53,7 @@ def readability(patterns: torch.Tensor, images: torch.Tensor, k: int, intensity:
         ys.append(torch.full((f.shape[0],), c))
     x, y = torch.cat(xs), torch.cat(ys)
     perm = torch.randperm(len(y), generator=g)
-    x, y = (x - x.mean(0)) / (x.std(0) + 1e-6), y
-    x, y = x[perm], y[perm]
+    x, y = ((x - x.mean(0)) / (x.std(0) + 1e-6))[perm], y[perm]
     n_train = int(0.8 * len(y))
     w = torch.zeros(k * k, patterns.shape[0], requires_grad=True)
     b = torch.zeros(patterns.shape[0], requires_grad=True)
