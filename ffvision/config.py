@@ -88,6 +88,8 @@ class TrainConfig:
                                 "belief, Hinton's code)")
     num_negatives: int | None = opt(None, "FF: wrong labels per image and step (symba: a softmax of the positive "
                                     "against them; each costs one more pass)")
+    peer_norm: float | None = opt(None, "FF: weight of peer normalisation, which pulls each unit's running mean "
+                                  "activity to its layer's mean so units cannot die (Hinton's code; 0: off)")
     input_norm: bool | None = opt(None, "FF: RMS-normalise each input (image + label) before layer 1")
     train_first_layer: bool | None = opt(None, "FF: train layer 1 (off: it keeps its random weights)")
     vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
@@ -238,6 +240,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
     if cfg.goodness_scale is not None and not cfg.goodness_scale > 0:
         raise ConfigError(f"goodness_scale must be positive, got {cfg.goodness_scale}")
+    if cfg.peer_norm is not None and not cfg.peer_norm >= 0:
+        raise ConfigError(f"peer_norm must be zero or positive, got {cfg.peer_norm}")
     for k in ("vote_from", "vote_to"):
         if getattr(cfg, k) is not None and getattr(cfg, k) < 1:
             raise ConfigError(f"{k} is a layer number from 1, got {getattr(cfg, k)}")

@@ -303,3 +303,29 @@ def test_ffcnn_ce_loss_gets_its_validated_temperature_unless_one_is_given():
     assert scale("ffcnn") == 4.0 and scale("ffcnn", ff_loss="ce") == 16.0
     assert scale("ffcnn", ff_loss="ce", goodness_scale=2.0) == 2.0
     assert scale("hinton", ff_loss="ce") == 4.0  # validated for FF-CNN only
+
+
+@pytest.mark.parametrize("name,kw", [("hinton", {"width_mult": 0.02, "image_size": 28}), ("ffcnn", {"filters": 4})])
+def test_peer_normalisation_revives_a_silent_unit_and_is_off_by_default(name, kw):
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, kw.get("image_size", 16), kw.get("image_size", 16)), torch.arange(16) % 10
+
+    def silent_unit_bias(peer_norm: float) -> tuple[float, object]:
+        torch.manual_seed(0)
+        m = ffvision.create_method(name, **{**FF_SMALL, **kw}, ff_loss="bce", peer_norm=peer_norm)
+        lin = m.blocks[1].body.linear
+        with torch.no_grad():
+            lin.bias[0] = -1e3  # unit 0 of layer 2 never fires: its ReLU passes no gradient
+        for _ in range(3):
+            m.train_step(x, y)
+        return float(lin.bias[0].detach()), m
+
+    still, m0 = silent_unit_bias(0.0)
+    assert still == -1e3 and not hasattr(m0, "peer_mean2")  # off: nothing moves it, no buffers
+    moved, m = silent_unit_bias(0.03)
+    assert moved > -1e3  # pulled up toward its layer's mean activity
+    r = m.peer_mean2
+    assert r.shape[0] == m.blocks[1].body.linear.bias.shape[0] and r[0] == 0 and r[1:].max() > 0
+    assert "peer_mean2" in m.state_dict()  # the running means travel with checkpoints
+    with pytest.raises(ConfigError, match="peer_norm"):
+        ffvision.create_method(name, **{**FF_SMALL, **kw}, peer_norm=-1.0)

@@ -148,12 +148,17 @@ class LocalMethod(nn.Module):
         with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
             o = self.unit(f"block{i + 1}", block)(x, hand_off=False)
             loss = block.local_loss(o.scores, y)
+            reg = None if frozen else self.block_regulariser(i, x, o)
         if not frozen:
-            self._update(f"block{i + 1}", loss)
+            self._update(f"block{i + 1}", loss if reg is None else loss + reg)
         if o.out is None:  # (a fused block has handed off already: its backward overwrote h)
             with self.autocast(o.h):
                 o = o._replace(out=block.hand_off(o))
         return o, loss.detach().float(), self.block_correct(o.scores.detach(), y)
+
+    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput) -> torch.Tensor | None:
+        """An extra term of block i's own loss, not reported with it (None: none; FF's peer normalisation)."""
+        return None
 
     def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """How many samples a block's scores get right (argmax against the labels by default)."""

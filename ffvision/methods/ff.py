@@ -67,6 +67,7 @@ from ffvision.methods.registry import register_method
 
 FF_LOSSES = ("bce", "symba", "ce")
 NEGATIVES = ("uniform", "hard")
+PEER_MOMENTUM = 0.9  # running mean of each unit's activity for peer normalisation (Hinton's reference code)
 EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pass may hold (auto max_eval_batch)
 
 
@@ -113,6 +114,8 @@ class GoodnessFF(LocalMethod):
             raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got {o.negatives!r}")
         if not 1 <= o.num_negatives < num_classes:
             raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {o.num_negatives}")
+        if not o.peer_norm >= 0:
+            raise ConfigError(f"peer_norm must be zero or positive, got {o.peer_norm}")
         if not o.goodness_scale > 0:
             raise ConfigError(f"goodness_scale must be positive, got {o.goodness_scale}")
         if o.probe_grid < 1 or (o.max_eval_batch is not None and o.max_eval_batch < 1):
@@ -159,6 +162,12 @@ class GoodnessFF(LocalMethod):
         # checkpoints carry the choice.
         self.vote_fixed = (vote_from, vote_to)
         self.register_buffer("vote_range", torch.tensor([vote_from or 1, vote_to or n_layers]))
+        # Peer normalisation (Hinton's reference code): a running mean of every unit's (conv: channel's) activity
+        # per trained layer, a buffer so checkpoints carry it.
+        self.peer_norm = o.peer_norm
+        if self.peer_norm > 0:
+            for i in self.trained:
+                self.register_buffer(f"peer_mean{i + 1}", torch.zeros(int(net.feature_info[i]["num_chs"])))
         self.probe_grid = o.probe_grid
         self.probe = nn.Linear(sum(probe_dims[i] for i in self.trained), num_classes)
         nn.init.zeros_(self.probe.weight)
@@ -237,6 +246,32 @@ class GoodnessFF(LocalMethod):
             loss = block.local_loss(o.scores.float(), y)
             o = o._replace(out=block.hand_off(o))
         return o, loss.float(), self.block_correct(o.scores, y)
+
+    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput) -> torch.Tensor | None:
+        """Peer normalisation: peer_norm * mean_j (r_j - mean r)^2 over the running mean activities r_j.
+
+        r_j <- 0.9 r_j + 0.1 mean(h_j) over this step's inputs (all of them; a conv's over space too). Its
+        gradient reaches each unit's pre-activation as if through the identity, not the ReLU, so a unit that
+        has gone silent (whose ReLU passes no gradient) is pulled back: the surrogate below is linear in the
+        batch-mean pre-activation, linear(mean x) + bias, with the term's gradient as its coefficients.
+        """
+        lin = getattr(self.blocks[i].body, "linear", None)
+        if self.peer_norm <= 0 or lin is None or not torch.is_tensor(x):
+            return None
+        r = getattr(self, f"peer_mean{i + 1}")
+        with torch.no_grad():
+            h = o.h.detach().float()
+            batch_mean = h.mean(0) if h.ndim == 2 else h.mean((0, 2, 3))
+            if not bool(r.any()):  # first step: start from this batch's activity
+                r.copy_(batch_mean)
+            r.mul_(PEER_MOMENTUM).add_(batch_mean, alpha=1 - PEER_MOMENTUM)
+            # d/dr_j of peer_norm * mean_j (r_j - mean r)^2, times dr_j / d mean(a_j) = 1 - momentum
+            coef = (2 * self.peer_norm * (1 - PEER_MOMENTUM) / r.numel()) * (r - r.mean())
+        pre = linear_no_bias(lin, x.detach().float().mean(0, keepdim=True))  # (1, J) or (1, C, H, W)
+        pre = pre.flatten(2).mean(2) if pre.ndim == 4 else pre
+        if lin.bias is not None:
+            pre = pre + lin.bias
+        return (coef * pre[0]).sum()
 
     def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Images the layer ranks right: the true label's goodness beats all its negatives (ce: all N)."""

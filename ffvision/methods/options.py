@@ -82,6 +82,7 @@ class GoodnessFFOptions(MethodOptions):
     negatives: str = "uniform"
     num_negatives: int = 1
     input_norm: bool = True
+    peer_norm: float = 0.0
     train_first_layer: bool = False
     vote_from: int | None = None
     vote_to: int | None = None
