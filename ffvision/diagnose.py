@@ -10,6 +10,10 @@ overlay; the readout scores for ASGE and Scalable FF) on a sample of images:
   for a fixed image) against when only the image changes (std over images for a fixed
   label). A ratio far below 1 means the layer mostly measures the image, not the label -
   the failure mode of FF whose goodness does not separate.
+* unit activity: the fraction of a layer's units (a conv's channels) that never fire on the
+  sample (FF with the true label overlaid), and the fraction of activities above zero. Layers
+  whose units have gone silent cannot learn again through their ReLU (peer normalisation,
+  `--peer-norm`, is the remedy Hinton's code uses).
 
 `ffvision diagnose RUN_DIR` writes diagnose.json and diagnose.png.
 """
@@ -31,10 +35,22 @@ def layer_diagnostics(method: LocalMethod, loader: Any, to_device: Any, max_imag
     layers: list[list[torch.Tensor]] = []
     strategies: dict[str, list[torch.Tensor]] = {}
     labels: list[torch.Tensor] = []
+    fired: list[torch.Tensor] = []  # per layer: how often each unit was above zero
+    active: list[float] = []  # per layer: activities above zero
+    total: list[float] = []  # per layer: activities counted
     n = 0
     for x, y in loader:
         x, y = to_device(x, y)
         x, y = x[: max_images - n], y[: max_images - n]
+        inp = method.labels.encode(x, y) if hasattr(method, "labels") else x  # FF: the positive input
+        for i, o in enumerate(method.iter_outputs(inp)):
+            on = o.h.detach() > 0
+            per_unit = on.flatten(2).sum(2).sum(0) if on.ndim > 2 else on.sum(0)
+            if i == len(fired):
+                fired.append(torch.zeros_like(per_unit, dtype=torch.long)), active.append(0.0), total.append(0.0)
+            fired[i] += per_unit
+            active[i] += float(on.sum())
+            total[i] += on.numel()
         scores = method.scores(x)
         layers = layers or [[] for _ in scores.layers]
         for acc, s in zip(layers, scores.layers):
@@ -53,6 +69,10 @@ def layer_diagnostics(method: LocalMethod, loader: Any, to_device: Any, max_imag
     for k, chunks, is_layer in named:
         s = torch.cat(chunks)  # (B, N)
         stats, pos, neg = score_statistics(s, y)
+        if is_layer and len(out["layers"]) < len(fired):
+            j = len(out["layers"])
+            stats["silent_units"] = float((fired[j] == 0).float().mean())
+            stats["active_fraction"] = active[j] / max(total[j], 1.0)
         (out["layers"].append({"name": k, **stats}) if is_layer else out["strategies"].__setitem__(k, stats))
         samples[k] = {"positive": pos, "negative": neg, "rank": stats_rank(s, y)}
     out["_samples"] = samples

@@ -322,6 +322,10 @@ def test_peer_normalisation_revives_a_silent_unit_and_is_off_by_default(name, kw
 
     still, m0 = silent_unit_bias(0.0)
     assert still == -1e3 and not hasattr(m0, "peer_mean2")  # off: nothing moves it, no buffers
+    from ffvision.diagnose import layer_diagnostics
+
+    diag = layer_diagnostics(m0, [(x, y)], lambda a, b: (a, b), 16)  # the silenced unit shows as silent
+    assert diag["layers"][1]["silent_units"] >= 1 / m0.blocks[1].body.linear.bias.shape[0]
     moved, m = silent_unit_bias(0.03)
     assert moved > -1e3  # pulled up toward its layer's mean activity
     r = m.peer_mean2
