@@ -51,6 +51,8 @@ def main() -> None:
                "seconds": round(time.time() - t, 1),
                "val_by_epoch": [r["val_accuracy_by_strategy"] for r in trainer.history],
                "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"],
+               "train_layers_last_epoch": {k: trainer.history[-1].get(k) for k in ("train_layer_accuracy",
+                                                                                    "train_layer_loss")},
                "train_images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 1)}
         print(json.dumps(rec), flush=True)
         if args.out:
