@@ -64,6 +64,8 @@ RUNS = {
                                  "ff_loss": "ce", "goodness_scale": 16, **FF28},
     # the hinton-fmnist recipe as written (batch 100), for full-data runs: --train-subset 50000 --epochs E
     "hinton-recipe-full": {"recipe": "hinton-fmnist", "batch_size": 100, **FF28},
+    # the same at a third of the recipe's lr: do the deep layers still peak early and decline? (stop 24)
+    "hinton-recipe-full-lr3e-4": {"recipe": "hinton-fmnist", "batch_size": 100, "lr": 3e-4, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
     "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
     "sff-resnet18-layer": {"method": "sff", "model": "resnet18", "granularity": "layer", "width_mult": 1.0},
