@@ -24,6 +24,8 @@ before layer 1 too, as in Hinton's reference code):
   input (never the true class), as in Hinton's reference code. With `num_negatives` k > 1,
   k distinct wrong labels per image: symba becomes the cross-entropy of the positive
   against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each.
+With `peer_norm` W > 0 each trained layer also minimises W * mean_j (r_j - mean r)^2 over the running mean
+activities r_j of its units (Hinton's peer normalisation; block_regulariser), so units cannot go silent.
 Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
 layers vote at inference (goodness summed over layers vote_from..vote_to) are separate
 choices: Hinton sums goodness from layer 2 on; ffvision chooses the range on the validation
