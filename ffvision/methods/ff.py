@@ -264,8 +264,7 @@ class GoodnessFF(LocalMethod):
         with torch.no_grad():
             h = o.h.detach().float()
             batch_mean = h.mean(0) if h.ndim == 2 else h.mean((0, 2, 3))
-            if not bool(r.any()):  # first step: start from this batch's activity
-                r.copy_(batch_mean)
+            r.copy_(torch.where(r.any(), r, batch_mean))  # first step: start from this batch's activity (no host sync)
             r.mul_(PEER_MOMENTUM).add_(batch_mean, alpha=1 - PEER_MOMENTUM)
             # d/dr_j of peer_norm * mean_j (r_j - mean r)^2, times dr_j / d mean(a_j) = 1 - momentum
             coef = (2 * self.peer_norm * (1 - PEER_MOMENTUM) / r.numel()) * (r - r.mean())
