@@ -49,6 +49,9 @@ RUNS = {
     # sweep_stop24.jsonl: 72.2% vs ce 73.7% at half its cost), at the paper's 128 filters
     "ffcnn-fourier-128-k3s16": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "fourier",
                                 "num_negatives": 3, "goodness_scale": 16, **FF28},
+    # stop 25: the best validated loss at 32 filters (ce, temperature 16) at the paper's 128 filters
+    "ffcnn-fourier-128-ce16": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "fourier",
+                               "ff_loss": "ce", "goodness_scale": 16, **FF28},
     "hinton-paper-recipe": {"recipe": "hinton-fmnist", **FF28},
     "ffcnn-paper-recipe": {"recipe": "ffcnn-fmnist", "filters": 32, **FF28},
     "bp-mlp": {"method": "bp", "model": "mlp", **FF28},
