@@ -85,7 +85,8 @@ class TrainConfig:
     goodness_scale: float | None = opt(None, "temperature: the goodness logit is multiplied by this "
                                              "(ffcnn: 4, or 16 with --ff-loss ce; chosen on validation)")
     negatives: str | None = opt(None, "FF negative labels: uniform (other classes) | hard (drawn by the probe's "
-                                "belief, Hinton's code)")
+                                "belief, Hinton's code) | goodness (drawn by goodness inference's own belief; "
+                                "one more pass per class and step)")
     num_negatives: int | None = opt(None, "FF: wrong labels per image and step (symba: a softmax of the positive "
                                     "against them; each costs one more pass)")
     peer_norm: float | None = opt(None, "FF: weight of peer normalisation, which pulls each unit's running mean "
@@ -229,7 +230,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     choices = {"scheduler_interval": ("step", "epoch"), "amp": ("auto", "bf16", "off"),
                "head_init": ("zeros", "kaiming", "default", None),
                "goodness": ("sum", "mean", None),
-               "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", None),
+               "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", "goodness", None),
                "granularity": ("layer", "block", "stage", None), "sff_loss": ("ce", "margin", None),
                "stem": ("auto", "imagenet", "cifar", None),
                "memory_saving": ("none", "checkpoint", "accumulate", None)}

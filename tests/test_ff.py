@@ -333,3 +333,28 @@ def test_peer_normalisation_revives_a_silent_unit_and_is_off_by_default(name, kw
     assert "peer_mean2" in m.state_dict()  # the running means travel with checkpoints
     with pytest.raises(ConfigError, match="peer_norm"):
         ffvision.create_method(name, **{**FF_SMALL, **kw}, peer_norm=-1.0)
+
+
+def test_goodness_negatives_follow_goodness_inference_and_never_the_true_label(monkeypatch):
+    torch.manual_seed(0)
+    m = ffvision.create_method("hinton", width_mult=0.01, negatives="goodness", vote_from=2, vote_to=3,
+                               goodness_scale=2.0, **FF_SMALL)
+    x = torch.rand(64, 1, 16, 16)
+    belief = m.goodness_belief(x)
+    want = m.scores(x, "goodness", select=False).strategies["goodness"]  # the vote over layers 2..3
+    assert torch.allclose(belief, 2.0 * want, atol=1e-5)
+    y = belief.argmax(1)  # make the believed class the true one: then it may never be drawn
+    seen = {}
+
+    def spy(labels, logits, k=None):
+        seen["logits"], seen["neg"] = logits, hard_negative_labels(labels, logits, k=k)
+        return seen["neg"]
+
+    monkeypatch.setattr("ffvision.methods.ff.hard_negative_labels", spy)
+    _, target, _ = m.begin_step(x, y)
+    assert target.shape == (128,) and torch.allclose(seen["logits"], belief)  # drawn from the vote's belief
+    assert not (seen["neg"] == y[:, None]).any()
+    stats = m.train_step(x, y)  # a whole step with goodness negatives runs
+    assert stats["layer_correct"].shape == (4,)
+    with pytest.raises(ConfigError, match="negatives must be one of uniform, hard, goodness"):
+        ffvision.create_method("hinton", width_mult=0.01, negatives="best", **FF_SMALL)

@@ -20,8 +20,11 @@ before layer 1 too, as in Hinton's reference code):
       (one pass per class for layers 2..L, so training costs about N/2 times more).
   s is `goodness_scale` (a temperature; FF-CNN's default is 4, and 16 under "ce", each chosen on the
   validation split). Negatives (`negatives`) are drawn uniformly from
-  the other classes, or "hard": in proportion to the probe's current belief on the neutral
-  input (never the true class), as in Hinton's reference code. With `num_negatives` k > 1,
+  the other classes, "hard": in proportion to the probe's current belief on the neutral
+  input (never the true class), as in Hinton's reference code, or "goodness": in proportion to
+  goodness inference's own belief, softmax(s * the voting layers' summed logit) over the wrong
+  classes (one extra no-grad pass per class and step: the wrong labels that win the vote are the
+  ones trained against). With `num_negatives` k > 1,
   k distinct wrong labels per image: symba becomes the cross-entropy of the positive
   against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each.
 With `peer_norm` W > 0 each trained layer also minimises W * mean_j (r_j - mean r)^2 over the running mean
@@ -68,7 +71,7 @@ from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 
 FF_LOSSES = ("bce", "symba", "ce")
-NEGATIVES = ("uniform", "hard")
+NEGATIVES = ("uniform", "hard", "goodness")
 PEER_MOMENTUM = 0.9  # running mean of each unit's activity for peer normalisation (Hinton's reference code)
 EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pass may hold (auto max_eval_batch)
 
@@ -138,6 +141,7 @@ class GoodnessFF(LocalMethod):
         self.labels = make_label_encoding(o.labels, num_classes, in_channels, image_size, o.label_intensity, o.seed)
         self.lr, self.weight_decay, self.probe_lr = o.lr, o.weight_decay, o.probe_lr
         self.negatives, self.ff_loss, self.num_negatives = o.negatives, o.ff_loss, o.num_negatives
+        self.goodness_scale = o.goodness_scale
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
@@ -229,12 +233,24 @@ class GoodnessFF(LocalMethod):
         k = self.num_negatives
         if self.negatives == "hard":  # the network's own belief before this step, never the true label
             y_neg = hard_negative_labels(y, logits, k=k)  # (B, k), distinct wrong labels
+        elif self.negatives == "goodness":  # the belief goodness inference itself holds: the voting layers' sum
+            y_neg = hard_negative_labels(y, self.goodness_belief(x), k=k)
         else:
             y_neg = negative_labels(y, self.num_classes, k=k)
         h = self.prepare(torch.cat([self.labels.encode(x, y)]
                                    + [self.labels.encode(x, y_neg[:, j]) for j in range(k)]))  # ((1+k)B, ...)
         target = torch.cat([torch.ones(n, device=x.device), torch.zeros(k * n, device=x.device)])
         return h, target, extra
+
+    @torch.no_grad()
+    def goodness_belief(self, x: torch.Tensor) -> torch.Tensor:
+        """Goodness inference's logits before this step, (B, N): goodness_scale * the voting layers' summed logit.
+
+        One pass per class (layer 1 from its linearity where the label mix is affine) of the layers up to the
+        voting range's last; the threshold cancels in the softmax that draws the negatives from it.
+        """
+        a, b = (int(v) for v in self.vote_range)  # one host sync per step
+        return self.goodness_scale * self.goodness_scores(x, b)[a - 1:].sum(0)
 
     def block_update(self, i: int, x: torch.Tensor | tuple, y: torch.Tensor,
                      ) -> tuple[BlockOutput, torch.Tensor, torch.Tensor]:
