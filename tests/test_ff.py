@@ -358,3 +358,16 @@ def test_goodness_negatives_follow_goodness_inference_and_never_the_true_label(m
     assert stats["layer_correct"].shape == (4,)
     with pytest.raises(ConfigError, match="negatives must be one of uniform, hard, goodness"):
         ffvision.create_method("hinton", width_mult=0.01, negatives="best", **FF_SMALL)
+
+
+def test_bce_weighs_positives_and_negatives_half_each_for_any_number_of_negatives():
+    from ffvision.methods.ff import goodness_loss
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    pos, neg = torch.randn(8), torch.randn(3 * 8)
+    one = torch.cat([torch.ones(8), torch.zeros(8)])
+    assert torch.allclose(goodness_loss(torch.cat([pos, neg[:8]]), one, "bce", 2.0),
+                          bce(2.0 * torch.cat([pos, neg[:8]]), one))  # one negative: the papers' plain mean
+    three = torch.cat([torch.ones(8), torch.zeros(24)])
+    want = 0.5 * (bce(2.0 * pos, torch.ones(8)) + bce(2.0 * neg, torch.zeros(24)))
+    assert torch.allclose(goodness_loss(torch.cat([pos, neg]), three, "bce", 2.0), want)

@@ -26,7 +26,9 @@ before layer 1 too, as in Hinton's reference code):
   classes (one extra no-grad pass per class and step: the wrong labels that win the vote are the
   ones trained against). With `num_negatives` k > 1,
   k distinct wrong labels per image: symba becomes the cross-entropy of the positive
-  against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each.
+  against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each, the
+  positives and the negatives weighing half each, as with one negative (at k times the positive's
+  weight, 9 negatives collapsed the recipe on validation: 11%, docs/results.md section 5).
 With `peer_norm` W > 0 each trained layer also minimises W * mean_j (r_j - mean r)^2 over the running mean
 activities r_j of its units (Hinton's peer normalisation; block_regulariser), so units cannot go silent.
 Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
@@ -79,8 +81,9 @@ EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pa
 def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
     """Local FF loss of [positives; negatives_1; ...; negatives_k] ((1+k)B scores; target: 1 / 0 per row),
     or for "ce" of every class's overlay ((N*B,) class-major; target: the labels (B,))."""
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(scale * scores, target)
+    if kind == "bce":  # positives and negatives weigh half each, whatever k (k = 1: the plain mean over 2B rows)
+        per_row = F.binary_cross_entropy_with_logits(scale * scores, target, reduction="none")
+        return 0.5 * ((per_row * target).sum() / target.sum() + (per_row * (1 - target)).sum() / (1 - target).sum())
     b = target.shape[0] if kind == "ce" else int((target > 0.5).sum())
     logits = scale * scores.view(-1, b).T  # (B, N) for "ce"; (B, 1+k) for symba, the positive first
     if kind == "ce":
