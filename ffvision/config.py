@@ -236,7 +236,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                "memory_saving": ("none", "checkpoint", "accumulate", None)}
     for k, allowed in choices.items():
         if getattr(cfg, k) not in allowed:
-            raise ConfigError(f"{k} must be one of {', '.join(allowed)}, got {getattr(cfg, k)!r}")
+            named = ", ".join(a for a in allowed if a is not None)  # None: "not given", not a choice to offer
+            raise ConfigError(f"{k} must be one of {named}, got {getattr(cfg, k)!r}")
     if any(not 0 < t <= 1 for t in cfg.early_exit_thresholds or ()):
         raise ConfigError("early_exit_thresholds must lie in (0, 1]")
     if cfg.goodness_scale is not None and not cfg.goodness_scale > 0:

@@ -275,3 +275,13 @@ def test_a_recipe_with_another_method_keeps_only_what_applies(fast_cfg: dict, ca
     assert code == 0, err
     assert "its options for asge are not used (alpha, head_init, head_lr" in err
     assert "head_lr" not in out.split("dry run OK")[0]  # the resolved bp config has no ASGE option
+
+
+@pytest.mark.parametrize("flag,value,pattern", [
+    ("--negatives", "best", "negatives must be one of uniform, hard, goodness, got 'best'"),
+    ("--ff-loss", "mse", "ff_loss must be one of bce, symba, ce, got 'mse'"),
+    ("--goodness", "max", "goodness must be one of sum, mean, got 'max'"),
+])
+def test_a_bad_choice_names_the_choices_in_one_line(capsys, flag, value, pattern):
+    code, _, err = run_cli(capsys, "train", "--method", "hinton", flag, value)
+    assert_one_line_error(code, err, pattern)
