@@ -45,6 +45,8 @@ RUNS = {
     "ffcnn-morphological-128": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "morphological",
                                 **FF28},
     "bp-ffcnn3-128": {"method": "bp", "model": "ffcnn3", "filters": 128, **FF28},
+    # the same under bf16 autocast, the precision the 128-filter FF-CNN runs train in on this CPU (--amp auto)
+    "bp-ffcnn3-128-bf16": {"method": "bp", "model": "ffcnn3", "filters": 128, "amp": "bf16", **FF28},
     # the sampled softmax over the true label and 3 wrong ones at temperature 16 (chosen on validation at 32 filters,
     # sweep_stop24.jsonl: 72.2% vs ce 73.7% at half its cost), at the paper's 128 filters
     "ffcnn-fourier-128-k3s16": {"method": "ffcnn", "model": "ffcnn3", "filters": 128, "labels": "fourier",
