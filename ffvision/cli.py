@@ -269,11 +269,13 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     res = diagnose_checkpoint(path, out, split=args.split, images=args.images, dataset=args.dataset,
                               data_dir=args.data_dir, device=args.device)
     print(f"{res['method']} {res['model']} on {res['dataset']} ({res['split']}, {res['images']} images)")
-    print(f"  {'layer':<10} {'acc':>6} {'pairs ok':>9} {'mean rank':>10} {'label/image':>12} {'silent units':>13}")
+    print(f"  {'layer':<10} {'acc':>6} {'unbiased':>9} {'pairs ok':>9} {'mean rank':>10} {'label/image':>12} "
+          f"{'silent units':>13}")
     for e in res["layers"] + [{"name": k, **v} for k, v in res["strategies"].items()]:
         silent = f"{e['silent_units']:>13.3f}" if "silent_units" in e else ""
-        print(f"  {e['name']:<10} {e['accuracy']:>6.3f} {e['pairs_ranked_right']:>9.3f} {e['mean_rank']:>10.2f} "
-              f"{e['label_to_image_ratio']:>12.3f} {silent}".rstrip())
+        row = (f"  {e['name']:<10} {e['accuracy']:>6.3f} {e['accuracy_without_label_bias']:>9.3f} "
+               f"{e['pairs_ranked_right']:>9.3f} {e['mean_rank']:>10.2f} {e['label_to_image_ratio']:>12.3f} {silent}")
+        print(row.rstrip())
     print(f"wrote {Path(out) / 'diagnose.json'} and {Path(out) / 'diagnose.png'}")
     return 0
 

@@ -10,6 +10,10 @@ overlay; the readout scores for ASGE and Scalable FF) on a sample of images:
   for a fixed image) against when only the image changes (std over images for a fixed
   label). A ratio far below 1 means the layer mostly measures the image, not the label -
   the failure mode of FF whose goodness does not separate.
+* label bias: how much of a layer's error is a constant preference for some labels whatever the
+  image - the spread over labels of each label's mean score, and the accuracy once each label's
+  mean score is subtracted (a label the layer scores high for every image wins the argmax
+  although it never beats the true label of the images it belongs to).
 * unit activity: the fraction of a layer's units (a conv's channels) that never fire on the
   sample (FF with the true label overlaid), and the fraction of activities above zero. Layers
   whose units have gone silent cannot learn again through their ReLU (peer normalisation,
@@ -103,6 +107,8 @@ def score_statistics(s: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, Any], 
         "negative_mean": float(neg.mean()), "negative_std": float(neg.std()),
         "label_sensitivity": float(label_sd), "image_sensitivity": float(image_sd),
         "label_to_image_ratio": float(label_sd / image_sd.clamp_min(1e-12)),
+        "label_bias": float(s.mean(0).std()),  # the spread of the labels' mean scores over these images
+        "accuracy_without_label_bias": float(((s - s.mean(0)).argmax(1) == y).float().mean()),
     }
     return stats, true.squeeze(1), neg.flatten()
 

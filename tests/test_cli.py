@@ -230,6 +230,7 @@ def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, t
         assert sum(entry["rank_histogram"]) == 30 and 1 <= entry["mean_rank"] <= 10
         assert entry["label_to_image_ratio"] >= 0 and 0 <= entry["pairs_ranked_right"] <= 1
         assert 0 <= entry["silent_units"] <= 1 and 0 < entry["active_fraction"] <= 1
+        assert 0 <= entry["accuracy_without_label_bias"] <= 1 and entry["label_bias"] >= 0
 
 
 def test_labels_command(tmp_path: Path, capsys):

@@ -263,6 +263,19 @@ def test_diagnostics_statistics():
     assert stats["image_sensitivity"] == pytest.approx(float(s.std(0).mean()))  # image changes, label fixed
 
 
+def test_diagnostics_separate_a_constant_label_preference_from_the_image_label_match():
+    from ffvision.diagnose import score_statistics
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(50)
+    s = torch.randn(500, 10, generator=g) * 0.1
+    s[torch.arange(500), y] += 1.0  # the true label scores 1 higher than the wrong ones ...
+    s[:, 7] += 2.0  # ... but label 7 is scored 2 higher for every image
+    stats, _, _ = score_statistics(s, y)
+    assert stats["accuracy"] == pytest.approx(0.1)  # label 7 wins every argmax
+    assert stats["accuracy_without_label_bias"] > 0.95 and stats["label_bias"] > 0.5
+
+
 def test_several_negatives_are_distinct_wrong_labels_and_symba_is_their_softmax():
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (50_000,), generator=g)
