@@ -13,7 +13,8 @@ overlay; the readout scores for ASGE and Scalable FF) on a sample of images:
 * label bias: how much of a layer's error is a constant preference for some labels whatever the
   image - the spread over labels of each label's mean score, and the accuracy once each label's
   mean score is subtracted (a label the layer scores high for every image wins the argmax
-  although it never beats the true label of the images it belongs to).
+  although it never beats the true label of the images it belongs to). Meant for goodness scores,
+  which share one scale across labels; a classifier's logits (the probe) need not.
 * unit activity: the fraction of a layer's units (a conv's channels) that never fire on the
   sample (FF with the true label overlaid), and the fraction of activities above zero. Layers
   whose units have gone silent cannot learn again through their ReLU (peer normalisation,
