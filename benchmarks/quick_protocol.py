@@ -69,6 +69,8 @@ RUNS = {
                                  "ff_loss": "ce", "goodness_scale": 16, **FF28},
     # the hinton-fmnist recipe as written (batch 100), for full-data runs: --train-subset 50000 --epochs E
     "hinton-recipe-full": {"recipe": "hinton-fmnist", "batch_size": 100, **FF28},
+    # the same in float32 on any device (--amp auto is bf16 on CUDA, float32 for this MLP on a CPU)
+    "hinton-recipe-full-fp32": {"recipe": "hinton-fmnist", "batch_size": 100, "amp": "off", **FF28},
     # the same at a third of the recipe's lr: do the deep layers still peak early and decline? (stop 24)
     "hinton-recipe-full-lr3e-4": {"recipe": "hinton-fmnist", "batch_size": 100, "lr": 3e-4, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
@@ -89,6 +91,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="runs/quick-protocol")
     ap.add_argument("--train-subset", type=int, default=None, help="override the 10,000 training images")
     ap.add_argument("--epochs", type=int, default=None, help="override the 3 epochs")
+    ap.add_argument("--device", default="cpu", help="cpu (the protocol's machine) | cuda | auto")
     args = ap.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     protocol = dict(QUICK)
@@ -105,12 +108,16 @@ def main() -> None:
             if "model" in recipe:  # a recipe's network is its own (hinton-fmnist is an MLP, not the protocol's VGG8)
                 budget.pop("model")
         out = Path(args.runs_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        cfg = apply_overrides(cfg, {**budget, **spec, "out": str(out), "device": "cpu"})
+        cfg = apply_overrides(cfg, {**budget, **spec, "out": str(out), "device": args.device})
         s = train(cfg, show_progress=False)
         extra = "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("train_subset", "epochs")
                         if getattr(args, k))
-        rec = {"name": name, "machine": f"{platform.processor() or platform.machine()}, "
-               f"{torch.get_num_threads()} torch threads, CPU", "command": f"python benchmarks/quick_protocol.py "
+        if args.device != "cpu":
+            extra += f" --device {args.device}"
+        on_gpu = args.device != "cpu" and torch.cuda.is_available()
+        where = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}" if on_gpu else
+                 f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU")
+        rec = {"name": name, "machine": where, "command": f"python benchmarks/quick_protocol.py "
                f"--only {name}{extra}", "commit": commit, "train_subset": protocol["train_subset"],
                "epochs_run": protocol["epochs"], "run_dir": str(out),
                **{k: s[k] for k in ("method", "test_accuracy", "test_accuracy_by_strategy", "val_accuracy_best",

@@ -5,6 +5,9 @@ line is `name key=value ...` (TrainConfig keys). Prints and appends JSON lines t
 
     python benchmarks/sweep_quick.py --out benchmarks/results/sweep.jsonl \
         "official method=asge lr=2e-4 head_lr=2e-4 head_init=kaiming head_weight_decay=1e-3 min_lr_ratio=1"
+
+On a GPU: `--device cuda --common "num_workers=0"`; with `--runs-dir DIR` each config trains into DIR/NAME
+(best.pt kept), so that benchmarks/pick_and_test.py can test only the validation-chosen one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import platform
 import subprocess
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -24,6 +28,24 @@ from ffvision.methods import create_method, method_kwargs
 from ffvision.train.run import seed_everything
 from ffvision.train.trainer import Trainer
 
+
+def machine(device: torch.device) -> str:
+    """CPU model and threads, or the GPU's name, for the record."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, object]:
+    """'key=value' strings -> overrides, values read as YAML except YAML 1.1's off/on/no/yes, kept as words."""
+    out = {}
+    for pair in pairs:
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw)
+        out[key] = raw if isinstance(value, bool) and raw.lower() not in ("true", "false") else value
+    return out
+
+
 QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,
          "batch_size": 128}
 
@@ -33,21 +55,30 @@ def main() -> None:
     ap.add_argument("configs", nargs="+", help="'name key=value ...'")
     ap.add_argument("--out", default=None)
     ap.add_argument("--val-size", type=int, default=10000)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (a config's own device=... wins)")
+    ap.add_argument("--common", default="", help="'key=value ...' applied to every config before its own")
+    ap.add_argument("--runs-dir", default=None, help="train each config into DIR/NAME, keeping best.pt")
     args = ap.parse_args()
+    common = parse_pairs(args.common.split())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for line in args.configs:
         name, *pairs = line.split()
-        over = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs)}
-        cfg = apply_overrides(TrainConfig(), {**QUICK, "val_size": args.val_size, **over})
+        over = parse_pairs(pairs)
+        run_dir = Path(args.runs_dir) / name if args.runs_dir else None
+        cfg = apply_overrides(TrainConfig(), {**QUICK, "val_size": args.val_size, "device": args.device, **common,
+                                              **over, **({"out": str(run_dir), "force": True} if run_dir else {})})
         seed_everything(cfg.seed)
         data = build_splits(cfg.dataset, cfg.data_dir, train_subset=cfg.train_subset, val_size=cfg.val_size,
                             image_size=cfg.image_size, augment=cfg.augment)
         method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
-        trainer = Trainer(method, cfg, None, show_progress=False)
+        meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
+                "classes": list(data.classes), "dataset": data.name}
+        trainer = Trainer(method, cfg, run_dir, meta, show_progress=False)
         t = time.time()
         trainer.fit(data.train, data.val)
-        rec = {"name": name, "overrides": over, "commit": commit, "val_size": args.val_size,
-               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        rec = {"name": name, "overrides": {**common, **over}, "commit": commit, "val_size": args.val_size,
+               "machine": machine(trainer.device), "run_dir": str(run_dir) if run_dir else None,
+               "best": trainer.best,
                "seconds": round(time.time() - t, 1),
                "val_by_epoch": [r["val_accuracy_by_strategy"] for r in trainer.history],
                "val_layers_last_epoch": trainer.history[-1]["val_layer_accuracy"],
