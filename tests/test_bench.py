@@ -63,3 +63,15 @@ def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
     assert_one_line_error(code, err, "unknown model 'vgg99'")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-size", "0")
     assert_one_line_error(code, err, "batch size, steps and repeats must be positive")
+
+
+def test_sweep_words_and_the_validation_pick(monkeypatch):
+    """Sweep overrides keep 'off' a word (YAML 1.1 reads it as False); the pick ranks by validation alone."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    from pick_and_test import best_val
+    from sweep_quick import parse_pairs
+
+    assert parse_pairs(["amp=off", "input_norm=true", "filters=128", "labels=fourier"]) == {
+        "amp": "off", "input_norm": True, "filters": 128, "labels": "fourier"}
+    record = {"val_by_epoch": [{"goodness": 0.5, "probe": 0.9}, {"goodness": 0.7, "probe": 0.6}]}
+    assert best_val(record, "goodness") == 0.7 and best_val(record, "probe") == 0.9
