@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from records import emit
+
 from ffvision.train.run import evaluate_checkpoint
 
 
@@ -43,10 +45,7 @@ def main() -> None:
            "test_accuracy_by_strategy": test["test_accuracy_by_strategy"],
            "test_accuracy": test["test_accuracy_by_strategy"].get(args.strategy), "num_test": test["num_test"],
            "overrides": pick["overrides"], "commit": pick["commit"], "machine": pick["machine"]}
-    print(json.dumps(out), flush=True)
-    if args.out:
-        with open(args.out, "a") as fh:
-            fh.write(json.dumps(out) + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ line per run with test accuracy by strategy, early exit, img/s and parameters.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import time
 from pathlib import Path
 
 import torch
+from records import emit
 
 from ffvision.cli import RECIPES
 from ffvision.config import TrainConfig, apply_overrides, load_recipe
@@ -124,10 +124,7 @@ def main() -> None:
                                     "train_images_per_second", "train_seconds", "trainable_parameters",
                                     "strategies", "amp_dtype", "num_val")},
                "early_exit": s.get("early_exit", []), "config": s["config"]}
-        print(json.dumps(rec), flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        emit(rec, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ On a GPU: `--device cuda --common "num_workers=0"`; with `--runs-dir DIR` each c
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from records import emit
 
 from ffvision.config import TrainConfig, apply_overrides
 from ffvision.data import build_splits
@@ -85,10 +85,7 @@ def main() -> None:
                "train_layers_last_epoch": {k: trainer.history[-1].get(k) for k in ("train_layer_accuracy",
                                                                                     "train_layer_loss")},
                "train_images_per_second": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 1)}
-        print(json.dumps(rec), flush=True)
-        if args.out:
-            with open(args.out, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+        emit(rec, args.out)
 
 
 if __name__ == "__main__":
