@@ -236,3 +236,15 @@ def test_amp_auto_resolves_per_method_and_cpu(monkeypatch):
     assert resolve(bp_mlp, cuda, "auto", None) == (True, True)  # CUDA: always
     monkeypatch.setattr(placement, "cpu_has_native_bf16", lambda: False)
     assert resolve(asge, cpu, "auto", None) == (False, False)  # emulated bf16 would be slow
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(fast_cfg: dict, monkeypatch, capsys):
+    """--amp bf16 on a CPU that only emulates bf16 trains as asked, and says it will be slow."""
+    from ffvision.train import run
+
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: False)
+    train(cfg_of(fast_cfg, amp="bf16", dry_run=True), show_progress=False)
+    assert "warning: this CPU has no native bf16" in capsys.readouterr().out
+    monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: True)
+    train(cfg_of(fast_cfg, amp="bf16", dry_run=True), show_progress=False)
+    assert "no native bf16" not in capsys.readouterr().out

@@ -26,6 +26,7 @@ from ffvision.methods import (
     used_config,
 )
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
+from ffvision.train.devices import cpu_has_native_bf16
 from ffvision.train.distributed import barrier, broadcast_object, init_distributed
 from ffvision.train.trainer import Trainer
 
@@ -112,6 +113,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         print(f"device: {trainer.device}, {torch.get_num_threads()} threads, "
               f"{'bf16 autocast' if amp else 'float32'} (--amp {cfg.amp}), "
               f"{'channels_last' if trainer.channels_last else 'NCHW'}", flush=True)
+        if amp and trainer.device.type == "cpu" and not cpu_has_native_bf16():
+            print("warning: this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is emulated here and "
+                  "far slower than float32; --amp auto (or off) trains in float32", flush=True)
     if ckpt is not None:
         trainer.load_state(ckpt)
     trainer.fit(data.train, data.val)
