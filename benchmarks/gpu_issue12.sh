@@ -74,7 +74,7 @@ hv a "hinton-full-recipe $H"
 hv b "hinton-full-lr1e-4 $H lr=1e-4"
 hv c "hinton-full-lr1e-3 $H lr=1e-3"
 hv d "hinton-full-k9-lr1e-4 $H num_negatives=9 lr=1e-4"
-hv e "hinton-full-s4 $H goodness_scale=4"
+hv e "hinton-full-theta0.75 $H threshold=0.75"
 hv f "hinton-full-peer0.03 $H peer_norm=0.03"
 timeout "$P1" $PY benchmarks/quick_protocol.py --device "$DEV" --only hinton-recipe-full-fp32 --train-subset 50000 \
   --epochs "$EPOCHS_R" --runs-dir "$W/recipe" --out "$W/quick-protocol-gpu.jsonl" > "$W/logs/recipe.log" 2>&1 &
