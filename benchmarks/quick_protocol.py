@@ -11,13 +11,12 @@ line per run with test accuracy by strategy, early exit, img/s and parameters.
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import time
 from pathlib import Path
 
 import torch
-from records import emit
+from records import emit, machine
 
 from ffvision.cli import RECIPES
 from ffvision.config import TrainConfig, apply_overrides, load_recipe
@@ -114,10 +113,8 @@ def main() -> None:
                         if getattr(args, k))
         if args.device != "cpu":
             extra += f" --device {args.device}"
-        on_gpu = args.device != "cpu" and torch.cuda.is_available()
-        where = (f"{torch.cuda.get_device_name()}, torch {torch.__version__}" if on_gpu else
-                 f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU")
-        rec = {"name": name, "machine": where, "command": f"python benchmarks/quick_protocol.py "
+        where = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        rec = {"name": name, "machine": machine(where), "command": f"python benchmarks/quick_protocol.py "
                f"--only {name}{extra}", "commit": commit, "train_subset": protocol["train_subset"],
                "epochs_run": protocol["epochs"], "run_dir": str(out),
                **{k: s[k] for k in ("method", "test_accuracy", "test_accuracy_by_strategy", "val_accuracy_best",

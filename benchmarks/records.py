@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
+
+import torch
+
+
+def machine(device: torch.device) -> str:
+    """Where a record was measured: the GPU's name, or the CPU and its torch threads."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, CPU"
 
 
 def emit(record: dict, out: str | Path | None) -> None:

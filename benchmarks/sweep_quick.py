@@ -13,27 +13,18 @@ On a GPU: `--device cuda --common "num_workers=0"`; with `--runs-dir DIR` each c
 from __future__ import annotations
 
 import argparse
-import platform
 import subprocess
 import time
 from pathlib import Path
 
-import torch
 import yaml
-from records import emit
+from records import emit, machine
 
 from ffvision.config import TrainConfig, apply_overrides
 from ffvision.data import build_splits
 from ffvision.methods import create_method, method_kwargs
 from ffvision.train.run import seed_everything
 from ffvision.train.trainer import Trainer
-
-
-def machine(device: torch.device) -> str:
-    """CPU model and threads, or the GPU's name, for the record."""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, object]:
@@ -71,9 +62,7 @@ def main() -> None:
         data = build_splits(cfg.dataset, cfg.data_dir, train_subset=cfg.train_subset, val_size=cfg.val_size,
                             image_size=cfg.image_size, augment=cfg.augment)
         method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
-        meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
-                "classes": list(data.classes), "dataset": data.name}
-        trainer = Trainer(method, cfg, run_dir, meta, show_progress=False)
+        trainer = Trainer(method, cfg, run_dir, data.meta(), show_progress=False)
         t = time.time()
         trainer.fit(data.train, data.val)
         rec = {"name": name, "overrides": {**common, **over}, "commit": commit, "val_size": args.val_size,

@@ -121,6 +121,11 @@ class DataSplits:
                 "augment": self.augment, "num_classes": self.num_classes, "num_train": len(self.train),
                 "num_val": len(self.val), "num_test": len(self.test), "notes": list(self.notes)}
 
+    def meta(self) -> dict[str, object]:
+        """What a checkpoint records about its data, to rebuild the model and check a dataset against it."""
+        return {"num_classes": self.num_classes, "in_channels": self.in_channels, "image_size": self.image_size,
+                "classes": list(self.classes), "dataset": self.name}
+
     def describe(self) -> str:
         """One line: size, channels, augmentation and split sizes, as resolved."""
         notes = f" ({'; '.join(self.notes)})" if self.notes else ""

@@ -105,9 +105,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
         torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
     run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
-    meta = {"num_classes": data.num_classes, "in_channels": data.in_channels, "image_size": data.image_size,
-            "classes": list(data.classes), "dataset": data.name}
-    trainer = Trainer(method, cfg, run_dir, meta, callbacks=callbacks, show_progress=show_progress)
+    trainer = Trainer(method, cfg, run_dir, data.meta(), callbacks=callbacks, show_progress=show_progress)
     if info.is_main:
         amp = trainer.method.amp_dtype
         print(f"device: {trainer.device}, {torch.get_num_threads()} threads, "
