@@ -72,6 +72,11 @@ RUNS = {
     "hinton-recipe-full-fp32": {"recipe": "hinton-fmnist", "batch_size": 100, "amp": "off", **FF28},
     # the same at a third of the recipe's lr: do the deep layers still peak early and decline? (stop 24)
     "hinton-recipe-full-lr3e-4": {"recipe": "hinton-fmnist", "batch_size": 100, "lr": 3e-4, **FF28},
+    # stop 29: the recipe stepped as Hinton's reference code steps it: the sum of squares against the number of
+    # units (his logit, temperature 1), SGD with momentum 0.9 at lr 0.01, weight cost 1e-3, peer normalisation at his
+    # strength (lambdamean 0.03 = peer_norm 300 for 2,000 units in ffvision's form), three negatives per image
+    "hinton-ref-sgd-full": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd",
+                            "lr": 0.01, "weight_decay": 1e-3, "peer_norm": 300, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
     "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
     "sff-resnet18-layer": {"method": "sff", "model": "resnet18", "granularity": "layer", "width_mult": 1.0},

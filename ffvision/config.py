@@ -96,6 +96,9 @@ class TrainConfig:
     vote_from: int | None = opt(None, "FF goodness inference sums layers vote_from..vote_to (default: chosen on "
                                 "the validation split; Hinton used 2)")
     vote_to: int | None = opt(None, "last layer whose goodness is summed (default: chosen on validation)")
+    optimizer: str | None = opt(None, "FF: the blocks' optimizer: adamw (default) | sgd (with momentum and dampening, "
+                                "as Hinton's reference code steps it)")
+    momentum: float | None = opt(None, "FF: momentum of --optimizer sgd (default 0.9, Hinton's)")
     probe_lr: float | None = opt(None, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int | None = opt(None, "probe features: each conv output average-pooled to this grid")
 
@@ -223,6 +226,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("weight decay cannot be negative")
     if not 0 <= cfg.min_lr_ratio <= 1:
         raise ConfigError(f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}")
+    if cfg.momentum is not None and not 0 <= cfg.momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum}")
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.warmup_epochs < 0 or cfg.warmup_epochs > cfg.epochs:
@@ -231,6 +236,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
                "head_init": ("zeros", "kaiming", "default", None),
                "goodness": ("sum", "mean", None),
                "ff_loss": ("bce", "symba", "ce", None), "negatives": ("uniform", "hard", "goodness", None),
+               "optimizer": ("adamw", "sgd", None),
                "granularity": ("layer", "block", "stage", None), "sff_loss": ("ce", "margin", None),
                "stem": ("auto", "imagenet", "cifar", None),
                "memory_saving": ("none", "checkpoint", "accumulate", None)}

@@ -282,6 +282,8 @@ def test_a_recipe_with_another_method_keeps_only_what_applies(fast_cfg: dict, ca
     ("--negatives", "best", "negatives must be one of uniform, hard, goodness, got 'best'"),
     ("--ff-loss", "mse", "ff_loss must be one of bce, symba, ce, got 'mse'"),
     ("--goodness", "max", "goodness must be one of sum, mean, got 'max'"),
+    ("--optimizer", "lbfgs", "optimizer must be one of adamw, sgd, got 'lbfgs'"),
+    ("--momentum", "1.5", r"momentum must be in \[0, 1\), got 1.5"),
 ])
 def test_a_bad_choice_names_the_choices_in_one_line(capsys, flag, value, pattern):
     code, _, err = run_cli(capsys, "train", "--method", "hinton", flag, value)

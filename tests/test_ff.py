@@ -384,3 +384,26 @@ def test_bce_weighs_positives_and_negatives_half_each_for_any_number_of_negative
     three = torch.cat([torch.ones(8), torch.zeros(24)])
     want = 0.5 * (bce(2.0 * pos, torch.ones(8)) + bce(2.0 * neg, torch.zeros(24)))
     assert torch.allclose(goodness_loss(torch.cat([pos, neg]), three, "bce", 2.0), want)
+
+
+def test_sgd_steps_the_blocks_as_hintons_reference_code_and_the_probe_keeps_adamw():
+    torch.manual_seed(0)
+    m = ffvision.create_method("hinton", width_mult=0.01, optimizer="sgd", lr=0.1, momentum=0.5, weight_decay=0.0,
+                               **FF_SMALL)
+    assert all(isinstance(m.optimizers[f"block{i + 1}"], torch.optim.SGD) for i in m.trained)
+    assert isinstance(m.optimizers["probe"], torch.optim.AdamW)
+    x, y = torch.rand(8, 1, 16, 16), torch.arange(8)
+    w = m.blocks[1].body.linear.weight
+    before = w.detach().clone()
+    grads = []
+    w.register_hook(lambda g: grads.append(g.detach().clone()))
+    m.train_step(x, y)
+    assert torch.allclose(w.detach(), before - 0.1 * grads[0], atol=1e-6)  # torch starts the running mean at grad
+    mid = w.detach().clone()
+    m.train_step(x, y)
+    # then g <- m g + (1 - m) grad (dampening = momentum), as Hinton's code smooths it
+    assert torch.allclose(w.detach(), mid - 0.1 * (0.5 * grads[0] + 0.5 * grads[1]), atol=1e-6)
+    with pytest.raises(ConfigError, match="optimizer"):
+        ffvision.create_method("hinton", width_mult=0.01, optimizer="rmsprop", **FF_SMALL)
+    with pytest.raises(ConfigError, match="momentum"):
+        ffvision.create_method("hinton", width_mult=0.01, optimizer="sgd", momentum=1.0, **FF_SMALL)

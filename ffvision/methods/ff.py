@@ -74,6 +74,7 @@ from ffvision.methods.registry import register_method
 
 FF_LOSSES = ("bce", "symba", "ce")
 NEGATIVES = ("uniform", "hard", "goodness")
+OPTIMIZERS = ("adamw", "sgd")
 PEER_MOMENTUM = 0.9  # running mean of each unit's activity for peer normalisation (Hinton's reference code)
 EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pass may hold (auto max_eval_batch)
 
@@ -126,6 +127,10 @@ class GoodnessFF(LocalMethod):
             raise ConfigError(f"peer_norm must be zero or positive, got {o.peer_norm}")
         if not o.goodness_scale > 0:
             raise ConfigError(f"goodness_scale must be positive, got {o.goodness_scale}")
+        if o.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {o.optimizer!r}")
+        if not 0 <= o.momentum < 1:
+            raise ConfigError(f"momentum must be in [0, 1), got {o.momentum}")
         if o.probe_grid < 1 or (o.max_eval_batch is not None and o.max_eval_batch < 1):
             raise ConfigError("probe_grid and max_eval_batch must be positive")
         model, vote_from, vote_to, train_first_layer = o.model, o.vote_from, o.vote_to, o.train_first_layer
@@ -145,6 +150,7 @@ class GoodnessFF(LocalMethod):
         self.lr, self.weight_decay, self.probe_lr = o.lr, o.weight_decay, o.probe_lr
         self.negatives, self.ff_loss, self.num_negatives = o.negatives, o.ff_loss, o.num_negatives
         self.goodness_scale = o.goodness_scale
+        self.optimizer_name, self.momentum = o.optimizer, o.momentum
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
@@ -189,6 +195,17 @@ class GoodnessFF(LocalMethod):
                   for i in self.trained}
         groups["probe"] = (list(self.probe.parameters()), self.probe_lr, 0.0)
         return groups
+
+    def make_optimizer(self, name: str, params: list[nn.Parameter], lr: float, wd: float) -> torch.optim.Optimizer:
+        """AdamW, or for the blocks with optimizer="sgd" SGD with momentum as Hinton's reference code steps it.
+
+        His code smooths the gradient, g <- m g + (1 - m) grad, and steps w <- w + lr (g - wc w): torch's SGD with
+        dampening = momentum and weight_decay = wc (the same steps, but for the first: torch starts the running
+        mean at the first gradient, his at zero). The probe keeps AdamW (it only reads the features).
+        """
+        if self.optimizer_name == "sgd" and name.startswith("block"):
+            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, dampening=self.momentum, weight_decay=wd)
+        return super().make_optimizer(name, params, lr, wd)
 
     def trainable_units(self) -> dict[str, nn.Module]:
         """Every trained block, and the probe."""

@@ -89,6 +89,8 @@ class GoodnessFFOptions(MethodOptions):
     probe_lr: float = 1e-2
     probe_grid: int = 4
     max_eval_batch: int | None = None  # rows (images x labels) per evaluation pass; None: by memory
+    optimizer: str = "adamw"  # the blocks' optimizer: adamw | sgd (momentum, Hinton's reference code)
+    momentum: float = 0.9
 
 
 @dataclass(frozen=True)
