@@ -77,6 +77,8 @@ RUNS = {
     # strength (lambdamean 0.03 = peer_norm 300 for 2,000 units in ffvision's form), three negatives per image
     "hinton-ref-sgd-full": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd",
                             "lr": 0.01, "weight_decay": 1e-3, "peer_norm": 300, **FF28},
+    "hinton-ref-sgd-full-k1": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd",
+                               "lr": 0.01, "weight_decay": 1e-3, "peer_norm": 300, "num_negatives": 1, **FF28},
     "hinton-ref-sgd-full-lr0.03": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum",
                                    "optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-3, "peer_norm": 300, **FF28},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
