@@ -38,6 +38,12 @@ def test_shipped_recipes_are_valid_and_faithful():
             assert (cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.epochs) == (2e-4, 1e-3, 128, 100)
             assert cfg.lr * cfg.min_lr_ratio == pytest.approx(1e-5)
             assert cfg.split_seed == 42
+        if p.stem.startswith("hinton-"):  # the paper's logit (sum - number of units), stepped as his reference code
+            assert (cfg.model, cfg.labels, cfg.goodness, cfg.ff_loss, cfg.goodness_scale, cfg.threshold) == (
+                "mlp", "onehot", "sum", "bce", 1.0, None)
+            assert (cfg.optimizer, cfg.momentum, cfg.lr, cfg.weight_decay, cfg.batch_size) == ("sgd", 0.9, 0.01,
+                                                                                               1e-3, 100)
+            assert (cfg.negatives, cfg.vote_from, cfg.vote_to, cfg.input_norm) == ("hard", 2, 4, True)
     assert apply_overrides(TrainConfig(), load_recipe(RECIPES / "asge-cifar10.yaml")).val_size == 5000
 
 
