@@ -25,6 +25,12 @@ from ffvision.train.run import train
 QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,
          "batch_size": 128}
 FF28 = {"width_mult": 1.0, "image_size": 28}  # FF-CNN / Hinton at FashionMNIST's native size
+# stop 29: the hinton recipe stepped as Hinton's reference code steps it: the sum of squares against the number of
+# units (his logit, temperature 1), SGD with momentum 0.9 at lr 0.01, weight cost 1e-3, peer normalisation at his
+# strength (lambdamean 0.03 = peer_norm 300 for 2,000 units in ffvision's form), three negatives per image
+HINTON_REF = {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd", "lr": 0.01,
+              "weight_decay": 1e-3, "peer_norm": 300, **FF28}
+
 RUNS = {
     "asge-default": {"method": "asge"},
     "asge-paper-recipe": {"recipe": "asge-fmnist"},  # the official settings, with epochs=3 (T_max = 3)
@@ -72,15 +78,10 @@ RUNS = {
     "hinton-recipe-full-fp32": {"recipe": "hinton-fmnist", "batch_size": 100, "amp": "off", **FF28},
     # the same at a third of the recipe's lr: do the deep layers still peak early and decline? (stop 24)
     "hinton-recipe-full-lr3e-4": {"recipe": "hinton-fmnist", "batch_size": 100, "lr": 3e-4, **FF28},
-    # stop 29: the recipe stepped as Hinton's reference code steps it: the sum of squares against the number of
-    # units (his logit, temperature 1), SGD with momentum 0.9 at lr 0.01, weight cost 1e-3, peer normalisation at his
-    # strength (lambdamean 0.03 = peer_norm 300 for 2,000 units in ffvision's form), three negatives per image
-    "hinton-ref-sgd-full": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd",
-                            "lr": 0.01, "weight_decay": 1e-3, "peer_norm": 300, **FF28},
-    "hinton-ref-sgd-full-k1": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum", "optimizer": "sgd",
-                               "lr": 0.01, "weight_decay": 1e-3, "peer_norm": 300, "num_negatives": 1, **FF28},
-    "hinton-ref-sgd-full-lr0.03": {"recipe": "hinton-fmnist", "batch_size": 100, "goodness": "sum",
-                                   "optimizer": "sgd", "lr": 0.03, "weight_decay": 1e-3, "peer_norm": 300, **FF28},
+    # stop 29: the recipe stepped as Hinton's reference code steps it (HINTON_REF), then one change each
+    "hinton-ref-sgd-full": HINTON_REF,
+    "hinton-ref-sgd-full-k1": {**HINTON_REF, "num_negatives": 1},
+    "hinton-ref-sgd-full-lr0.03": {**HINTON_REF, "lr": 0.03},
     # issue 4: Scalable FF on torchvision networks (32 px, CIFAR-style stem) beside backprop
     "sff-resnet18-block": {"method": "sff", "model": "resnet18", "granularity": "block", "width_mult": 1.0},
     "sff-resnet18-layer": {"method": "sff", "model": "resnet18", "granularity": "layer", "width_mult": 1.0},
