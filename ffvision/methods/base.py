@@ -74,17 +74,17 @@ class LocalMethod(nn.Module):
         raise NotImplementedError
 
     def build_optimizers(self) -> None:
-        """(Re)create one optimizer per group (make_optimizer: AdamW); call after moving the method to a device.
+        """(Re)create one optimizer per group (make_optimizer); call after moving the method to a device."""
+        self.optimizers = {name: self.make_optimizer(name, params, lr, wd)
+                           for name, (params, lr, wd) in self.optimizer_groups().items() if params}
+
+    def make_optimizer(self, name: str, params: list[nn.Parameter], lr: float, wd: float) -> torch.optim.Optimizer:
+        """The optimizer of one group: AdamW (methods may choose another per group).
 
         torch's fused AdamW kernel where the parameters' device has one (CPU, CUDA): the same update to
         rounding, one kernel per optimizer instead of a dozen ops - a layer-local method steps one
         optimizer per block, so this was ~5% of an ASGE step on the CPU.
         """
-        self.optimizers = {name: self.make_optimizer(name, params, lr, wd)
-                           for name, (params, lr, wd) in self.optimizer_groups().items() if params}
-
-    def make_optimizer(self, name: str, params: list[nn.Parameter], lr: float, wd: float) -> torch.optim.Optimizer:
-        """The optimizer of one group: AdamW (methods may choose another per group)."""
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         return torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=fused or None)
 
