@@ -6,6 +6,7 @@ units and memory layout (on a CPU without avx512_bf16, bf16 is emulated and slow
 
     python benchmarks/inference_ff.py --json benchmarks/results/inference-ffcnn-cpu.json
     python benchmarks/inference_ff.py --filters 128 --amp bf16 --channels-last
+    python benchmarks/inference_ff.py --filters 128 --amp bf16 --conv direct   # before stop 30's spectral 7x7
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import torch
 
 import ffvision
+from ffvision.models.convstack import set_conv_impl
 
 
 def main() -> None:
@@ -27,6 +29,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--amp", choices=["off", "bf16"], default="off")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--conv", choices=["auto", "direct", "spectral"], default="auto",
+                    help="how the 7x7 convolutions run (auto: in the frequency domain on a CPU)")
     ap.add_argument("--only", nargs="*", default=["ffcnn", "hinton"])
     ap.add_argument("--max-eval-batch", type=int, default=None,
                     help="rows (images x labels) of one goodness pass (default: the method's)")
@@ -35,11 +39,12 @@ def main() -> None:
     torch.manual_seed(0)
     out = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
            "batch_size": args.batch_size, "filters": args.filters, "amp": args.amp,
-           "channels_last": args.channels_last, "max_eval_batch": args.max_eval_batch, "runs": {}}
+           "channels_last": args.channels_last, "conv": args.conv, "max_eval_batch": args.max_eval_batch, "runs": {}}
     models = {"ffcnn": {"model": "ffcnn3", "filters": args.filters}, "hinton": {"model": "mlp"}}
     for name in args.only:
         extra = {} if args.max_eval_batch is None else {"max_eval_batch": args.max_eval_batch}
         m = ffvision.create_method(name, num_classes=10, in_channels=1, image_size=28, **models[name], **extra)
+        set_conv_impl(m, args.conv)
         x = torch.rand(args.batch_size, 1, 28, 28)
         if args.amp == "bf16":
             m.amp_dtype = torch.bfloat16

@@ -284,6 +284,7 @@ def test_a_recipe_with_another_method_keeps_only_what_applies(fast_cfg: dict, ca
     ("--goodness", "max", "goodness must be one of sum, mean, got 'max'"),
     ("--optimizer", "lbfgs", "optimizer must be one of adamw, sgd, got 'lbfgs'"),
     ("--momentum", "1.5", r"momentum must be in \[0, 1\), got 1.5"),
+    ("--conv", "fft", "conv must be one of auto, direct, spectral, got 'fft'"),
 ])
 def test_a_bad_choice_names_the_choices_in_one_line(capsys, flag, value, pattern):
     code, _, err = run_cli(capsys, "train", "--method", "hinton", flag, value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ffvision.core import FastDropout, LinearReadout, RMSNorm
+from ffvision.core.spectral import CONV_IMPLS, SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.errors import ConfigError
 from ffvision.models.registry import register_model
 
@@ -41,6 +42,8 @@ class ConvLayer(nn.Module):
         # buffers fewer at its peak (ASGE's peak memory, measured)
         self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), FastDropout(dropout, inplace=pool),
                                   RMSNorm(inplace=pool))
+        self.conv_impl = "auto"  # auto | direct | spectral: see core/spectral.py (`set_conv_impl`)
+        self._spectrum = SpectrumCache()  # the kernel's spectrum between weight updates (evaluation)
 
     @property
     def linear(self) -> nn.Conv2d:
@@ -49,6 +52,9 @@ class ConvLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Post-ReLU feature map, before pooling (where ASGE takes its goodness)."""
+        if prefer_spectral(self.conv, x, self.conv_impl):  # large kernels on a CPU: same values, ~3x faster
+            conv = self.conv
+            return self.act(spectral_conv2d(x, conv.weight, conv.bias, self._spectrum.get(conv.weight, *x.shape[-2:])))
         return self.act(self.conv(x))  # (B, C_out, H, W)
 
 
@@ -111,6 +117,15 @@ class ConvStack(nn.Module):
         if self.head is None:
             raise RuntimeError("this network was built with num_classes=0 (features only)")
         return self.head(self.forward_features(x))
+
+
+def set_conv_impl(model: nn.Module, impl: str) -> None:
+    """Set how every ConvLayer of `model` convolves: auto (spectral for large kernels on a CPU), direct or spectral."""
+    if impl not in CONV_IMPLS:
+        raise ConfigError(f"conv must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+    for m in model.modules():
+        if isinstance(m, ConvLayer):
+            m.conv_impl = impl
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from ffvision.errors import ConfigError
+from ffvision.models.convstack import set_conv_impl
 from ffvision.train.devices import cpu_has_native_bf16, resolve_device
 from ffvision.train.pipeline import PipelineRunner, parse_devices
 
@@ -65,6 +66,7 @@ def place_method(method: Any, cfg: Any, world: Any) -> Placement:
         device = torch.device("cuda", world.local_rank)
     on_cuda = device.type == "cuda"
     method.to(device)
+    set_conv_impl(method, cfg.conv)
     _, channels_last = set_precision(method, device, cfg.amp, cfg.channels_last, cfg.compile)
     if world.enabled:
         method.distribute([device.index] if on_cuda else None)
