@@ -12,13 +12,13 @@ exactly (up to rounding), where T is the real DFT (half spectrum along W) and th
 product (the DFTs too, as small real matrices: no FFT library), and the data stay in a
 spatial-major (H, W, N, C) layout between the stages, so no stage transposes: the output is an
 (N, O, H, W)-shaped view of an (H, W, N, O) buffer, which the next spectral layer reads without a
-copy. The DFT stages run in float32; the channel mix runs in bf16 only while training under
-autocast (`compute_dtype`: inference stays float32, exact to ~1e-6).
+copy. It runs in float32 also under autocast (`compute_dtype`: a bf16 spectrum moved FF's goodness),
+exact to ~1e-6.
 
 Cost per image for 128 -> 128 channels at 28 x 28, 7 x 7: ~0.11 GFLOP against the direct
 convolution's 1.26. Measured on 2 cores of an AMD EPYC Zen 4 (docs/results.md section 5, stop 30):
-FF-CNN's goodness inference at 128 filters ~1.6x the img/s of the direct bf16 convolution (3x the
-direct float32 one), training ~1.7x. For 3 x 3 kernels the direct convolution stays the faster
+FF-CNN's goodness inference at 128 filters ~1.7x the img/s of the direct bf16 convolution (3.3x the
+direct float32 one). For 3 x 3 kernels the direct convolution stays the faster
 (`prefer_spectral`).
 
 The backward pass is hand-written (the transposes of the same stages): it keeps only the
@@ -164,21 +164,19 @@ class _SpectralConv(torch.autograd.Function):
                 dtype: torch.dtype, p: int) -> torch.Tensor:
         n, c, h, w = x.shape
         o = kr.shape[-1]
-        sdt = _stage_dtype(dtype)
-        fwd_w, fwd_h, inv_h, inv_w = _stage_matrices(h, w, p, x.device, sdt)
+        fwd_w, fwd_h, inv_h, inv_w = _stage_matrices(h, w, p, x.device, dtype)
         py, fx = h + p, (w + p) // 2 + 1
         with torch.autocast(device_type=x.device.type, enabled=False):
-            xs = _spatial_major(x, sdt).view(h, w, n * c)
+            xs = _spatial_major(x, dtype).view(h, w, n * c)
             a = torch.matmul(fwd_w, xs)  # (H, 2Fx, N*C)
-            spec = (fwd_h @ a.view(2 * h, fx * n * c)).view(2, py * fx, n, c).to(dtype)
+            spec = (fwd_h @ a.view(2 * h, fx * n * c)).view(2, py * fx, n, c)
             krc, kic = kr.to(dtype), ki.to(dtype)
             ys = _mix(spec[0], spec[1], krc, kic, torch.empty(2, py * fx, n, o, dtype=dtype, device=x.device))
-            z = inv_h @ ys.view(2 * py, fx * n * o).to(sdt)  # (2H, Fx*N*O)
-            y = torch.empty(h, w, n, o, dtype=sdt, device=x.device)  # a base tensor: autograd forbids
+            z = inv_h @ ys.view(2 * py, fx * n * o)  # (2H, Fx*N*O)
+            y = torch.empty(h, w, n, o, dtype=dtype, device=x.device)  # a base tensor: autograd forbids
             torch.matmul(inv_w, z.view(h, 2 * fx, n * o), out=y.view(h, w, n * o))  # in-place ops on a view
             if bias is not None:
-                y += bias.to(sdt)
-            y = y.to(dtype)
+                y += bias.to(dtype)
         ctx.save_for_backward(spec, krc, kic)
         ctx.shape, ctx.padding, ctx.dtype, ctx.has_bias = (n, c, h, w), p, dtype, bias is not None
         ctx.x_dtype = x.dtype
@@ -189,14 +187,13 @@ class _SpectralConv(torch.autograd.Function):
         spec, kr, ki = ctx.saved_tensors
         n, c, h, w = ctx.shape
         dtype, p, o = ctx.dtype, ctx.padding, kr.shape[-1]
-        sdt = _stage_dtype(dtype)
-        fwd_w, fwd_h, inv_h, inv_w = _stage_matrices(h, w, p, gy.device, sdt)
+        fwd_w, fwd_h, inv_h, inv_w = _stage_matrices(h, w, p, gy.device, dtype)
         py, fx = h + p, (w + p) // 2 + 1
         with torch.autocast(device_type=gy.device.type, enabled=False):
-            g = gy.to(sdt).contiguous().view(h, w, n * o)
+            g = gy.to(dtype).contiguous().view(h, w, n * o)
             gb = g.view(h * w * n, o).float().sum(0) if ctx.has_bias else None
             gz = torch.matmul(inv_w.T, g)  # (H, 2Fx, N*O)
-            gys = (inv_h.T @ gz.view(2 * h, fx * n * o)).view(2, py * fx, n, o).to(dtype)
+            gys = (inv_h.T @ gz.view(2 * h, fx * n * o)).view(2, py * fx, n, o)
             # K's gradient per frequency, from y_re = xr kr - xi ki, y_im = xr ki + xi kr
             xr_t, xi_t = spec[0].transpose(1, 2), spec[1].transpose(1, 2)
             gkr = torch.baddbmm(torch.bmm(xr_t, gys[0]), xi_t, gys[1]).float()
@@ -209,30 +206,22 @@ class _SpectralConv(torch.autograd.Function):
                 gspec[0].baddbmm_(gys[1], ki_t)  # g_xr = g_yr kr^T + g_yi ki^T
                 torch.bmm(gys[1], kr_t, out=gspec[1])
                 gspec[1].baddbmm_(gys[0], ki_t, alpha=-1.0)  # g_xi = -g_yr ki^T + g_yi kr^T
-                ga = fwd_h.T @ gspec.view(2 * py, fx * n * c).to(sdt)  # (2H, Fx*N*C)
+                ga = fwd_h.T @ gspec.view(2 * py, fx * n * c)  # (2H, Fx*N*C)
                 gx = torch.matmul(fwd_w.T, ga.view(h, 2 * fx, n * c)).view(h, w, n, c)
                 gx = gx.permute(2, 3, 0, 1).to(ctx.x_dtype)
         return gx, gkr, gki, gb, None, None
 
 
-def _stage_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The DFT stages' dtype: float32 under a 16-bit compute dtype (only the channel mix runs in it), else dtype."""
-    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """float32 (float64 for float64 inputs) whatever autocast says: a spectrum is not rounded to 16 bits.
 
-
-def compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
-    """The channel mix's dtype: autocast's (bf16) while training under autocast, else float32 (or x's float64).
-
-    Inference stays in float32 although autocast is on: bf16 rounding of a spectrum is coherent over the
-    whole map (its large low-frequency terms), so it moved a 128-filter FF-CNN's goodness, whose label
-    overlays differ by tenths of a percent: the argmax over labels changed for 4-5% of validation
-    images against float32, where the direct bf16 convolution changes 1-2% (stop 30,
-    benchmarks/results/conv-direct-vs-spectral-same-checkpoint-stop30.txt). Float32 spectral inference is
-    exact to ~1e-6 and still ~1.6x the direct bf16 convolution's speed. Training tolerates the noise.
+    bf16 rounding of a spectrum is coherent over the whole map (its large low-frequency terms), and FF's
+    goodness, in its loss as in inference, compares overlays of one image whose goodness differs by tenths
+    of a percent: with the channel mix in bf16 the argmax over labels changed for 4-5% of validation images
+    against float32, where the direct bf16 convolution changes 1-2% (stop 30,
+    benchmarks/results/conv-direct-vs-spectral-same-checkpoint-stop30.txt). Float32 spectral convolutions
+    are exact to ~1e-6 and still faster than the direct bf16 convolution from 64 channels (`prefer_spectral`).
     """
-    training = torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad)
-    if training and torch.is_autocast_enabled(x.device.type):
-        return torch.get_autocast_dtype(x.device.type)
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
@@ -241,10 +230,8 @@ def spectral_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """conv2d(x, weight, bias, padding=k // 2) for odd k, computed in the frequency domain (same values up to rounding).
 
     `spectrum` may pass `kernel_spectrum(weight, H, W)` computed before (a cache). The output is an
-    (N, O, H, W)-shaped view of a spatial-major buffer, in `compute_dtype` (bf16 only while training
-    under autocast).
+    (N, O, H, W)-shaped view of a spatial-major float32 buffer (`compute_dtype`), also under autocast.
     """
     n, c, h, w = x.shape
     kr, ki = spectrum if spectrum is not None else kernel_spectrum(weight, h, w)
-    dtype = compute_dtype(x, weight)
-    return _SpectralConv.apply(x, kr, ki, bias, dtype, weight.shape[-1] // 2).permute(2, 3, 0, 1)
+    return _SpectralConv.apply(x, kr, ki, bias, compute_dtype(x), weight.shape[-1] // 2).permute(2, 3, 0, 1)
