@@ -19,6 +19,7 @@ import time
 import torch
 
 import ffvision
+from ffvision.core.spectral import CONV_IMPLS
 from ffvision.models.convstack import set_conv_impl
 
 
@@ -29,8 +30,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--amp", choices=["off", "bf16"], default="off")
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--conv", choices=["auto", "direct", "spectral"], default="auto",
-                    help="how the 7x7 convolutions run (auto: in the frequency domain on a CPU)")
+    ap.add_argument("--conv", choices=CONV_IMPLS, default="auto",
+                    help="how the 7x7 convolutions run (auto: in the frequency domain on a CPU from 64 channels)")
     ap.add_argument("--only", nargs="*", default=["ffcnn", "hinton"])
     ap.add_argument("--max-eval-batch", type=int, default=None,
                     help="rows (images x labels) of one goodness pass (default: the method's)")

@@ -2,7 +2,8 @@
 
 Trains ffcnn3 on FashionMNIST batches (batch 128, the quick protocol's, linear warm-up over the same 23
 steps as --warmup-epochs 0.3 of 10,000 images) and every `--every` steps counts, per layer, the channels
-that never fire on 256 fixed validation images with their true label overlaid (diagnose's "silent units").
+that never fire on 256 fixed images with their true label overlaid (diagnose's "silent units"): the last 256 of
+the training file, which the steps never draw (they draw from the first 50,000).
 
     OMP_NUM_THREADS=2 python benchmarks/silent_units_early.py --steps 40 lr=1e-2 "peer_norm=1" ...
 """
@@ -11,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
 import ffvision
-from ffvision.data.readers import read_idx
-
-ROOT = "/usr/share/datasets/fashion-mnist"
+from ffvision.data import build_splits
 
 
 def silent(method, x: torch.Tensor, y: torch.Tensor) -> list[float]:
@@ -39,9 +37,10 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--filters", type=int, default=128)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--data-dir", default=None, help="FashionMNIST's IDX files (default: where ffvision finds them)")
     args = ap.parse_args()
-    xs = read_idx(Path(ROOT) / "train-images-idx3-ubyte.gz").float().div(255).unsqueeze(1)
-    ys = read_idx(Path(ROOT) / "train-labels-idx1-ubyte.gz").long()
+    train_file = build_splits("fashion-mnist", args.data_dir, image_size=28).train  # the whole file, in its order
+    xs, ys = train_file.images.float().div(255), train_file.labels
     xv, yv = xs[-256:], ys[-256:]
     rows = []
     for spec in args.configs:

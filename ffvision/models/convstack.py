@@ -52,7 +52,7 @@ class ConvLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Post-ReLU feature map, before pooling (where ASGE takes its goodness)."""
-        if prefer_spectral(self.conv, x, self.conv_impl):  # large kernels on a CPU: same values, ~3x faster
+        if prefer_spectral(self.conv, x, self.conv_impl):  # wide 5x5+ kernels on a CPU: same values, faster
             conv = self.conv
             return self.act(spectral_conv2d(x, conv.weight, conv.bias, self._spectrum.get(conv.weight, *x.shape[-2:])))
         return self.act(self.conv(x))  # (B, C_out, H, W)
@@ -120,7 +120,7 @@ class ConvStack(nn.Module):
 
 
 def set_conv_impl(model: nn.Module, impl: str) -> None:
-    """Set how every ConvLayer of `model` convolves: auto (spectral for large kernels on a CPU), direct or spectral."""
+    """Set how every ConvLayer of `model` convolves: auto (see `prefer_spectral`), direct or spectral."""
     if impl not in CONV_IMPLS:
         raise ConfigError(f"conv must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
     for m in model.modules():
