@@ -3,7 +3,8 @@
 Trains ffcnn3 on FashionMNIST batches (batch 128, the quick protocol's, linear warm-up over the same 23
 steps as --warmup-epochs 0.3 of 10,000 images) and every `--every` steps counts, per layer, the channels
 that never fire on 256 fixed images with their true label overlaid (diagnose's "silent units"): the last 256 of
-the training file, which the steps never draw (they draw from the first 50,000).
+the training file, which the steps never draw (they draw from the first 50,000); after the last step, goodness
+inference's accuracy on the same 256 images (each layer alone, and layers 2..L summed).
 
     OMP_NUM_THREADS=2 python benchmarks/silent_units_early.py --steps 40 lr=1e-2 "peer_norm=1" ...
 """
@@ -44,11 +45,13 @@ def main() -> None:
     xv, yv = xs[-256:], ys[-256:]
     rows = []
     for spec in args.configs:
-        opts = {k: float(v) if k not in ("labels", "negatives", "ff_loss") else v
+        opts = {k: float(v) if k not in ("labels", "negatives", "ff_loss", "optimizer") else v
                 for k, v in (kv.split("=") for kv in spec.split())}
         opts.setdefault("num_negatives", 3)
         opts.setdefault("goodness_scale", 16)
         opts["num_negatives"] = int(opts["num_negatives"])
+        if "centre_step" in opts:
+            opts["centre_step"] = bool(opts["centre_step"])
         torch.manual_seed(0)
         m = ffvision.create_method("ffcnn", num_classes=10, in_channels=1, image_size=28, model="ffcnn3",
                                    filters=args.filters, **opts)
@@ -65,8 +68,17 @@ def main() -> None:
             m.train_step(xs[idx], ys[idx])
             if step % args.every == 0:
                 trace.append((step, silent(m, xv, yv)))
-        rows.append({"config": spec, "trace": trace})
-        print(spec, " ".join(f"{s}:" + "/".join(f"{v:.2f}" for v in f[1:]) for s, f in trace), flush=True)
+        # goodness inference on the same 256 images after the last step: each layer alone, and layers 2..L summed
+        m.eval()
+        with torch.no_grad():
+            g = m.goodness_scores(xv)  # (L, B, N)
+        m.train()
+        acc = [float((g[i].argmax(1) == yv).float().mean()) for i in range(g.shape[0])]
+        acc_vote = float((g[1:].sum(0).argmax(1) == yv).float().mean())
+        rows.append({"config": spec, "trace": trace, "accuracy_by_layer": acc, "accuracy_layers_2_to_L": acc_vote})
+        print(spec, " ".join(f"{s}:" + "/".join(f"{v:.2f}" for v in f[1:]) for s, f in trace),
+              "| goodness accuracy per layer", "/".join(f"{a:.3f}" for a in acc), f"layers 2..L {acc_vote:.3f}",
+              flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)

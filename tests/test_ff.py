@@ -407,3 +407,26 @@ def test_sgd_steps_the_blocks_as_hintons_reference_code_and_the_probe_keeps_adam
         ffvision.create_method("hinton", width_mult=0.01, optimizer="rmsprop", **FF_SMALL)
     with pytest.raises(ConfigError, match="momentum"):
         ffvision.create_method("hinton", width_mult=0.01, optimizer="sgd", momentum=1.0, **FF_SMALL)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("name,kw", [("hinton", {"width_mult": 0.02, "image_size": 28}), ("ffcnn", {"filters": 4})])
+def test_centre_step_keeps_each_filter_mean_and_still_learns(name, kw, optimizer):
+    torch.manual_seed(0)
+    x, y = torch.rand(16, 1, kw.get("image_size", 16), kw.get("image_size", 16)), torch.arange(16) % 10
+
+    def run(centre: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        m = ffvision.create_method(name, **{**FF_SMALL, **kw}, optimizer=optimizer, lr=0.1, centre_step=centre)
+        lin = m.blocks[1].body.linear
+        w0, b0 = lin.weight.detach().clone(), lin.bias.detach().clone()
+        for _ in range(3):
+            m.train_step(x, y)
+        return w0, lin.weight.detach(), b0, lin.bias.detach()
+
+    dims = (1, 2, 3) if name == "ffcnn" else (1,)
+    w0, w, b0, b = run(True)
+    assert (w - w0).abs().mean() > 1e-6 and (b - b0).abs().max() > 0  # the weights and biases learn
+    assert torch.allclose((w - w0).mean(dims), torch.zeros(w.shape[0]), atol=1e-6)  # no filter's mean moved
+    w0, w, _, _ = run(False)  # off (the default): filter means move freely
+    assert (w - w0).mean(dims).abs().max() > 1e-7

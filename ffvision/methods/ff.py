@@ -93,6 +93,30 @@ def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: 
     return F.cross_entropy(logits, torch.zeros(b, dtype=torch.long, device=logits.device))
 
 
+def centre_steps(opt: torch.optim.Optimizer) -> None:
+    """Make every step of `opt` leave each weight row's mean as it was (conv: each filter's, over all its taps).
+
+    The step's mean over a row is subtracted after the optimizer has stepped. FF's inputs to layers 2..L are
+    non-negative ReLU outputs, so one filter's tap gradients tend to share a sign, and Adam moves every weight by
+    about lr whatever its gradient: the filter's response to every image moves together by ~lr x fan-in x the mean
+    input, enough in one step to silence it for good (docs/results.md section 5, stop 30). Biases step as before.
+    """
+    weights = [p for g in opt.param_groups for p in g["params"] if p.ndim >= 2]
+    before: list[torch.Tensor] = []
+
+    def save(*_: Any) -> None:
+        before[:] = [w.detach().clone() for w in weights]
+
+    @torch.no_grad()
+    def centre(*_: Any) -> None:
+        for w, w0 in zip(weights, before):
+            w.sub_((w - w0).mean(dim=tuple(range(1, w.ndim)), keepdim=True))
+        before.clear()
+
+    opt.register_step_pre_hook(save)
+    opt.register_step_post_hook(centre)
+
+
 def linear_no_bias(layer: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """The layer's linear map without its bias (a Linear layer sees the flattened input)."""
     if isinstance(layer, nn.Conv2d):
@@ -151,6 +175,7 @@ class GoodnessFF(LocalMethod):
         self.negatives, self.ff_loss, self.num_negatives = o.negatives, o.ff_loss, o.num_negatives
         self.goodness_scale = o.goodness_scale
         self.optimizer_name, self.momentum = o.optimizer, o.momentum
+        self.centre_step = o.centre_step
         # A model whose stem RMS-normalises (vgg8) already normalises its input; identity stems
         # (ffcnn3, mlp) are normalised here when input_norm is on.
         self.stem = net.stem
@@ -204,8 +229,12 @@ class GoodnessFF(LocalMethod):
         mean at the first gradient, his at zero). The probe keeps AdamW (it only reads the features).
         """
         if self.optimizer_name == "sgd" and name.startswith("block"):
-            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, dampening=self.momentum, weight_decay=wd)
-        return super().make_optimizer(name, params, lr, wd)
+            opt = torch.optim.SGD(params, lr=lr, momentum=self.momentum, dampening=self.momentum, weight_decay=wd)
+        else:
+            opt = super().make_optimizer(name, params, lr, wd)
+        if self.centre_step and name.startswith("block"):
+            centre_steps(opt)
+        return opt
 
     def trainable_units(self) -> dict[str, nn.Module]:
         """Every trained block, and the probe."""

@@ -91,6 +91,7 @@ class GoodnessFFOptions(MethodOptions):
     max_eval_batch: int | None = None  # rows (images x labels) per evaluation pass; None: by memory
     optimizer: str = "adamw"  # the blocks' optimizer: adamw | sgd (momentum, Hinton's reference code)
     momentum: float = 0.9
+    centre_step: bool = False  # each filter's (row's) update keeps its mean: no step shifts a whole filter
 
 
 @dataclass(frozen=True)
