@@ -100,7 +100,8 @@ class TrainConfig:
                                 "as Hinton's reference code steps it)")
     momentum: float | None = opt(None, "FF: momentum of --optimizer sgd (default 0.9, Hinton's)")
     centre_step: bool | None = opt(None, "FF: subtract from each filter's update its mean over the filter's taps, so "
-                                   "no step moves a filter's response to every image at once (silent channels)")
+                                   "no step moves a filter's response to every image at once (silent channels; ffcnn "
+                                   "default: on, hinton: off)")
     probe_lr: float | None = opt(None, "learning rate of the linear probe (neutral-label inference)")
     probe_grid: int | None = opt(None, "probe features: each conv output average-pooled to this grid")
 

@@ -430,3 +430,16 @@ def test_centre_step_keeps_each_filter_mean_and_still_learns(name, kw, optimizer
     assert torch.allclose((w - w0).mean(dims), torch.zeros(w.shape[0]), atol=1e-6)  # no filter's mean moved
     w0, w, _, _ = run(False)  # off (the default): filter means move freely
     assert (w - w0).mean(dims).abs().max() > 1e-7
+
+
+def test_centre_step_is_ffcnns_default_not_hintons_nor_the_paper_recipes():
+    from pathlib import Path
+
+    from ffvision.config import load_recipe
+
+    assert ffvision.create_method("ffcnn", filters=4, **FF_SMALL).centre_step
+    assert not ffvision.create_method("hinton", width_mult=0.02, **{**FF_SMALL, "image_size": 28}).centre_step
+    recipes = sorted((Path(ffvision.__file__).parent / "recipes").glob("ffcnn-*.yaml"))
+    assert len(recipes) == 4
+    for p in recipes:
+        assert load_recipe(p)["centre_step"] is False  # the papers' plain optimizer step

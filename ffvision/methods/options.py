@@ -96,7 +96,9 @@ class GoodnessFFOptions(MethodOptions):
 
 @dataclass(frozen=True)
 class FFCNNOptions(GoodnessFFOptions):
-    """FF-CNN: spatially-extended labels, layer 1 kept random (it mostly encodes the image)."""
+    """FF-CNN: spatially-extended labels, layer 1 kept random (it mostly encodes the image), centred steps."""
+
+    centre_step: bool = True  # validated: +4.2 / +1.3 at 32 filters (1 / 3 negatives), +2.9 at 128 (results.md s.5)
 
 
 @dataclass(frozen=True)
