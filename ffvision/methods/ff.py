@@ -96,7 +96,8 @@ def goodness_loss(scores: torch.Tensor, target: torch.Tensor, kind: str, scale: 
 def centre_steps(opt: torch.optim.Optimizer) -> None:
     """Make every step of `opt` leave each weight row's mean as it was (conv: each filter's, over all its taps).
 
-    The step's mean over a row is subtracted after the optimizer has stepped. FF's inputs to layers 2..L are
+    Each row's mean is kept before the step and restored after it (the step's mean is the change of the row's
+    mean: no copy of the weights is needed). FF's inputs to layers 2..L are
     non-negative ReLU outputs, so one filter's tap gradients tend to share a sign, and Adam moves every weight by
     about lr whatever its gradient: the filter's response to every image moves together by ~lr x fan-in x the mean
     input, enough in one step to silence it for good (docs/results.md section 5, stop 30). Biases step as before.
@@ -104,13 +105,16 @@ def centre_steps(opt: torch.optim.Optimizer) -> None:
     weights = [p for g in opt.param_groups for p in g["params"] if p.ndim >= 2]
     before: list[torch.Tensor] = []
 
+    def row_mean(w: torch.Tensor) -> torch.Tensor:
+        return w.detach().mean(dim=tuple(range(1, w.ndim)), keepdim=True)
+
     def save(*_: Any) -> None:
-        before[:] = [w.detach().clone() for w in weights]
+        before[:] = [row_mean(w) for w in weights]
 
     @torch.no_grad()
     def centre(*_: Any) -> None:
-        for w, w0 in zip(weights, before):
-            w.sub_((w - w0).mean(dim=tuple(range(1, w.ndim)), keepdim=True))
+        for w, m0 in zip(weights, before):
+            w.sub_(row_mean(w) - m0)
         before.clear()
 
     opt.register_step_pre_hook(save)
@@ -226,7 +230,8 @@ class GoodnessFF(LocalMethod):
 
         His code smooths the gradient, g <- m g + (1 - m) grad, and steps w <- w + lr (g - wc w): torch's SGD with
         dampening = momentum and weight_decay = wc (the same steps, but for the first: torch starts the running
-        mean at the first gradient, his at zero). The probe keeps AdamW (it only reads the features).
+        mean at the first gradient, his at zero). The probe keeps AdamW (it only reads the features). With
+        centre_step the blocks' optimizers keep each filter's mean through every step (`centre_steps`).
         """
         if self.optimizer_name == "sgd" and name.startswith("block"):
             opt = torch.optim.SGD(params, lr=lr, momentum=self.momentum, dampening=self.momentum, weight_decay=wd)
