@@ -7,6 +7,9 @@ units and memory layout (on a CPU without avx512_bf16, bf16 is emulated and slow
     python benchmarks/inference_ff.py --json benchmarks/results/inference-ffcnn-cpu.json
     python benchmarks/inference_ff.py --filters 128 --amp bf16 --channels-last
     python benchmarks/inference_ff.py --filters 128 --amp bf16 --conv direct   # before stop 30's spectral 7x7
+    python benchmarks/inference_ff.py --filters 128 --heap default             # before stop 32's heap setting
+
+`--heap keep` (the default) tunes the C heap as the `ffvision` command does (ffvision/train/heap.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 import ffvision
 from ffvision.core.spectral import CONV_IMPLS
 from ffvision.models.convstack import set_conv_impl
+from ffvision.train.heap import keep_freed_memory
 
 
 def main() -> None:
@@ -35,12 +39,16 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["ffcnn", "hinton"])
     ap.add_argument("--max-eval-batch", type=int, default=None,
                     help="rows (images x labels) of one goodness pass (default: the method's)")
+    ap.add_argument("--heap", choices=["keep", "default"], default="keep",
+                    help="keep: reuse freed memory as the ffvision command does (train/heap.py); default: glibc's")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    heap = args.heap == "keep" and keep_freed_memory()
     torch.manual_seed(0)
     out = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
            "batch_size": args.batch_size, "filters": args.filters, "amp": args.amp,
-           "channels_last": args.channels_last, "conv": args.conv, "max_eval_batch": args.max_eval_batch, "runs": {}}
+           "channels_last": args.channels_last, "conv": args.conv, "max_eval_batch": args.max_eval_batch,
+           "heap_tuned": heap, "runs": {}}
     models = {"ffcnn": {"model": "ffcnn3", "filters": args.filters}, "hinton": {"model": "mlp"}}
     for name in args.only:
         extra = {} if args.max_eval_batch is None else {"max_eval_batch": args.max_eval_batch}

@@ -390,6 +390,9 @@ def _is_main_rank() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
+    from ffvision.train.heap import keep_freed_memory
+
+    keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)
     commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
                                 "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose}
     try:

@@ -95,13 +95,22 @@ def test_ff_api_and_no_gradient_across_blocks(name, kw):
         assert m.predict(x, strategy=s).shape == (8, 10)
 
 
-@pytest.mark.parametrize("rows", [16, 3, None])  # several label chunks; image slices too; the default
-def test_goodness_inference_is_batched_over_classes_and_matches_a_loop(rows):
+# several label chunks; image slices too; the default; layers in the frequency domain (their outputs are
+# spatial-major views); one pass per class from layer 1 (no linearity shortcut)
+@pytest.mark.parametrize("rows,conv,affine", [(16, "auto", True), (3, "auto", True), (None, "auto", True),
+                                              (16, "spectral", True), (16, "auto", False)])
+def test_goodness_inference_is_batched_over_classes_and_matches_a_loop(rows, conv, affine, monkeypatch):
+    from ffvision.models.convstack import set_conv_impl
+
     m = ffvision.create_method("ffcnn", filters=4, max_eval_batch=rows, **FF_SMALL)
+    set_conv_impl(m, conv)
+    if not affine:
+        monkeypatch.setattr(m, "_affine_first_layer", lambda: False)
     m.eval()
     x = torch.rand(5, 1, 16, 16)
     with torch.no_grad():
         batched = m.goodness_scores(x)
+        assert torch.equal(m.goodness_scores(x, 2), batched[:2])  # fewer layers: the same first ones
         for c in range(10):
             xs = m.labels.encode(x, torch.full((5,), c))
             for i, o in enumerate(m.iter_outputs(xs)):

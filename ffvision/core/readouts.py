@@ -131,7 +131,8 @@ class GoodnessReadout(nn.Module):
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         """G per sample, (B,), accumulated in float32."""
-        g = sum_of_squares(h.flatten(1), (1,))  # float32 accumulation, no float32 copy of h
+        # over the sample's dims, not a flattened copy: h may be a spatial-major view (a spectral conv's output)
+        g = sum_of_squares(h, tuple(range(1, h.ndim)))  # float32 accumulation, no float32 copy of h
         return g if self.reduction == "sum" else g / h[0].numel()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

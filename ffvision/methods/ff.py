@@ -397,22 +397,26 @@ class GoodnessFF(LocalMethod):
             pre = pre + lin.bias.view((1, 1, -1) + (1,) * (pre.ndim - 3)).to(pre.dtype)
         return layer.act(pre.flatten(0, 1))
 
-    def _outputs_all_labels(self, x: torch.Tensor, cls: torch.Tensor) -> Iterator[BlockOutput]:
-        """Block outputs for x with each label in cls (class-major, k*B rows)."""
+    def _outputs_all_labels(self, x: torch.Tensor, cls: torch.Tensor, layers: int) -> Iterator[BlockOutput]:
+        """Outputs of the first `layers` blocks for x with each label in cls (class-major, k*B rows).
+
+        The last one is not handed off (its out is None): nothing after it runs.
+        """
         h1 = self._first_layer_all_labels(x, cls)
-        if h1 is None:
-            y = cls.repeat_interleave(x.shape[0])
-            yield from self.iter_outputs(self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), y))
-            return
-        first = self.blocks[0]
-        o = BlockOutput(h1, first.readout(h1), None)
-        with self.autocast(h1):
-            o = o._replace(out=first.hand_off(o))
-        yield o
-        h = o.out
-        for block in self.blocks[1:]:
-            with self.autocast(h):
-                o = block(h)
+        if h1 is None:  # one pass per class from the first layer on
+            h: torch.Tensor | tuple = self.prepare(
+                self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), cls.repeat_interleave(x.shape[0])))
+            blocks = self.blocks[:layers]
+        else:
+            o = BlockOutput(h1, self.blocks[0].readout(h1), None)
+            if layers > 1:
+                with self.autocast(h1):
+                    o = o._replace(out=self.blocks[0].hand_off(o))
+            yield o
+            h, blocks = o.out, self.blocks[1:layers]
+        for i, block in enumerate(blocks):
+            with self.autocast(h if torch.is_tensor(h) else h[0]):
+                o = block(h, hand_off=i + 1 < len(blocks))
             yield o
             h = o.out
 
@@ -429,10 +433,9 @@ class GoodnessFF(LocalMethod):
             per_chunk = max(1, rows // s)
             for start in range(0, n, per_chunk):
                 cls = torch.arange(start, min(n, start + per_chunk), device=x.device)
-                for i, o in enumerate(self._outputs_all_labels(xs, cls)):
+                # the layers after the voting range do not run
+                for i, o in enumerate(self._outputs_all_labels(xs, cls, layers)):
                     out[i, lo:lo + s, start:start + len(cls)] = o.scores.float().view(len(cls), s).T
-                    if i + 1 == layers:  # the layers after the voting range need not run
-                        break
         return out
 
     def scores(self, x: torch.Tensor, strategy: str | None = None, select: bool = True) -> Scores:

@@ -1,0 +1,44 @@
+"""The C heap of a CPU run: keep freed memory for the next step instead of returning it to the kernel.
+
+With glibc's defaults every block above the mmap threshold (dynamic, at most 32 MiB) comes from a
+fresh mmap and goes back to the kernel when freed, and the heap's top is trimmed above 128 KiB; a
+CPU step that allocates the same large temporaries again (FF-CNN's 128-filter spectral layers: 30-40
+MiB stage buffers per evaluation pass) then pays a page fault on every 4 KiB page, every pass.
+`keep_freed_memory` sets the threshold to its maximum (32 MiB) and turns trimming off, so freed
+blocks are reused: FF-CNN's goodness inference at 128 filters ran ~1.5x the img/s (stop 32,
+benchmarks/results/heap-stop32.txt) at the same peak memory. The same as the environment's
+MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_, for a process that did not set them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
+TOP_PAD = 256 * 2**20  # the heap grows by at least this much at a time
+TRIM_THRESHOLD = 2**31 - 1  # (an int) never trim the heap's free top
+OFF_ENV = "FFVISION_KEEP_FREED_MEMORY"  # "0": leave the C heap at its defaults
+
+
+def keep_freed_memory() -> bool:
+    """Tune glibc's heap so freed blocks are reused (see the module docstring); whether it was applied.
+
+    Skipped off Linux/glibc, when FFVISION_KEEP_FREED_MEMORY=0, or when the process set any of
+    glibc's MALLOC_* variables itself.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get(OFF_ENV, "1") == "0":
+        return False
+    if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) or "GLIBC_TUNABLES" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(param, value) == 1 for param, value in
+               ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TOP_PAD, TOP_PAD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))

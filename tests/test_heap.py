@@ -1,0 +1,37 @@
+"""The CLI's C-heap setting (train/heap.py): applied on glibc, left alone when the user chose otherwise."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+CODE = "from ffvision.train.heap import keep_freed_memory; print(keep_freed_memory())"
+
+
+def _applied(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    clean.pop("FFVISION_KEEP_FREED_MEMORY", None)
+    out = subprocess.run([sys.executable, "-c", CODE], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_applies_on_glibc_unless_turned_off_or_set_by_the_user():
+    assert _applied() == "True"
+    assert _applied(FFVISION_KEEP_FREED_MEMORY="0") == "False"
+    assert _applied(MALLOC_TRIM_THRESHOLD_="1000000") == "False"  # the user's own setting wins
+
+
+def test_the_cli_applies_it_before_running_a_command(monkeypatch):
+    from ffvision import cli
+    from ffvision.train import heap
+
+    called = []
+    monkeypatch.setattr(heap, "keep_freed_memory", lambda: called.append(1) or True)
+    assert cli.main(["list"]) == 0
+    assert called == [1]
