@@ -208,6 +208,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", required=True)
     args = ap.parse_args()
+    from ffvision.train.heap import keep_freed_memory
+
+    keep_freed_memory()  # as `ffvision train` does (the memory worker's MALLOC_MMAP_THRESHOLD_ skips it)
     print(json.dumps(measure(json.loads(args.worker))))
 
 

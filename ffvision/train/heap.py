@@ -1,13 +1,16 @@
 """The C heap of a CPU run: keep freed memory for the next step instead of returning it to the kernel.
 
-With glibc's defaults every block above the mmap threshold (dynamic, at most 32 MiB) comes from a
-fresh mmap and goes back to the kernel when freed, and the heap's top is trimmed above 128 KiB; a
-CPU step that allocates the same large temporaries again (FF-CNN's 128-filter spectral layers: 30-40
-MiB stage buffers per evaluation pass) then pays a page fault on every 4 KiB page, every pass.
-`keep_freed_memory` sets the threshold to its maximum (32 MiB) and turns trimming off, so freed
-blocks are reused: FF-CNN's goodness inference at 128 filters ran ~1.5x the img/s (stop 32,
-benchmarks/results/heap-stop32.txt) at the same peak memory. The same as the environment's
-MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_, for a process that did not set them.
+With glibc's defaults a block above the mmap threshold (dynamic: from 128 KiB, raised towards
+32 MiB as such blocks are freed) comes from a fresh mmap and is unmapped when freed, and the heap's
+free top is returned to the kernel above the trim threshold (twice the mmap threshold). A CPU step
+that allocates the same large temporaries again (FF-CNN's 128-filter spectral layers: 30-40 MiB
+stage buffers per evaluation pass, and many smaller ones) then page-faults them in again, every pass.
+`keep_freed_memory` fixes the threshold at glibc's maximum (32 MiB) and turns trimming off (both are
+needed: either alone measured no faster), so freed blocks up to 32 MiB are reused. FF-CNN's goodness
+inference at 128 filters ran 1.48x the img/s and the first FF-CNN run's system time fell from 260 to
+49 s (stop 32, benchmarks/results/heap-stop32.txt, docs/results.md section 5); its peak resident
+memory rose 16%. The same as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_ in
+the environment, for a process that did not set them.
 """
 
 from __future__ import annotations
