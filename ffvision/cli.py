@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="ffvision", description="Train convolutional networks without end-to-end backpropagation "
-        "(ASGE and other Forward-Forward methods) and compare them with backprop.")
+        "(ASGE and other Forward-Forward methods) and compare them with backprop.",
+        epilog="environment: on Linux (glibc) the command keeps freed memory for reuse, which made FF-CNN's "
+        "CPU evaluation ~1.5x faster at ~16% more peak memory; FFVISION_KEEP_FREED_MEMORY=0, or any MALLOC_*_ "
+        "variable of your own, leaves the C heap at its defaults.")
     parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
