@@ -8,12 +8,12 @@ on-device counters that `eval_counts` returns.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from ffvision.core import BlockOutput
+from ffvision.core import BlockOutput, LocalBlock
 from ffvision.core.metrics import Counts, Scores, correct
 from ffvision.errors import ConfigError, DataError
 from ffvision.methods.options import MethodOptions, MethodSpec
@@ -214,10 +214,15 @@ class LocalMethod(nn.Module):
 
     def iter_outputs(self, x: torch.Tensor) -> Iterator[BlockOutput]:
         """Forward through the blocks (no training), yielding each block's output."""
-        x = self.prepare(x)
-        for block in self.blocks:
+        yield from self.run_blocks(self.prepare(x), self.blocks)
+
+    def run_blocks(self, x: torch.Tensor | tuple, blocks: Sequence[LocalBlock],
+                   hand_off_last: bool = True) -> Iterator[BlockOutput]:
+        """Forward a prepared x through `blocks` in turn, yielding each output; the last's out is None unless
+        hand_off_last (nothing after it runs)."""
+        for i, block in enumerate(blocks):
             with self.autocast(x if torch.is_tensor(x) else x[0]):
-                o = block(x)
+                o = block(x, hand_off=hand_off_last or i + 1 < len(blocks))
             yield o
             x = o.out
 

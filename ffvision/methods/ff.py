@@ -404,21 +404,16 @@ class GoodnessFF(LocalMethod):
         """
         h1 = self._first_layer_all_labels(x, cls)
         if h1 is None:  # one pass per class from the first layer on
-            h: torch.Tensor | tuple = self.prepare(
-                self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), cls.repeat_interleave(x.shape[0])))
-            blocks = self.blocks[:layers]
-        else:
-            o = BlockOutput(h1, self.blocks[0].readout(h1), None)
-            if layers > 1:
-                with self.autocast(h1):
-                    o = o._replace(out=self.blocks[0].hand_off(o))
-            yield o
-            h, blocks = o.out, self.blocks[1:layers]
-        for i, block in enumerate(blocks):
-            with self.autocast(h if torch.is_tensor(h) else h[0]):
-                o = block(h, hand_off=i + 1 < len(blocks))
-            yield o
-            h = o.out
+            y = cls.repeat_interleave(x.shape[0])
+            h = self.prepare(self.labels.encode(x.repeat(len(cls), *([1] * (x.ndim - 1))), y))
+            yield from self.run_blocks(h, self.blocks[:layers], hand_off_last=False)
+            return
+        o = BlockOutput(h1, self.blocks[0].readout(h1), None)
+        if layers > 1:
+            with self.autocast(h1):
+                o = o._replace(out=self.blocks[0].hand_off(o))
+        yield o
+        yield from self.run_blocks(o.out, self.blocks[1:layers], hand_off_last=False)
 
     def goodness_scores(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
         """Goodness logit of the first `layers` layers (default: all) for every class's label, (l, B, N)."""
