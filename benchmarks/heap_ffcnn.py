@@ -14,7 +14,6 @@ stage of one spectral 128 -> 128 layer on one evaluation pass (83 rows).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import resource
 import time
 
@@ -26,12 +25,9 @@ from ffvision.train import heap
 
 
 def apply(setting: str) -> None:
-    """mallopt the parts named in setting ('none' or '+'-joined thr, trim, pad)."""
-    libc = ctypes.CDLL("libc.so.6")
-    parts = {"thr": (-3, heap.MMAP_THRESHOLD), "trim": (-1, heap.TRIM_THRESHOLD), "pad": (-2, heap.TOP_PAD)}
-    for name in setting.split("+"):
-        if name != "none":
-            assert libc.mallopt(*parts[name]) == 1, name
+    """mallopt the parts named in setting ('none' or '+'-joined thr, trim, pad; see heap.SETTINGS)."""
+    names = [n for n in setting.split("+") if n != "none"]
+    assert not names or heap.mallopt(names), setting
 
 
 def ms(f, repeats: int = 10) -> float:

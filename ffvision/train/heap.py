@@ -16,15 +16,26 @@ the environment, for a process that did not set them.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
-TOP_PAD = 256 * 2**20  # the heap grows by at least this much at a time
-TRIM_THRESHOLD = 2**31 - 1  # (an int) never trim the heap's free top
+# glibc's mallopt parameters (malloc.h) and the values set: name -> (parameter, value)
+SETTINGS = {
+    "thr": (-3, 32 * 2**20),  # M_MMAP_THRESHOLD: glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
+    "pad": (-2, 256 * 2**20),  # M_TOP_PAD: the heap grows by at least this much at a time
+    "trim": (-1, 2**31 - 1),  # M_TRIM_THRESHOLD (an int): never trim the heap's free top
+}
 OFF_ENV = "FFVISION_KEEP_FREED_MEMORY"  # "0": leave the C heap at its defaults
+
+
+def mallopt(names: list[str]) -> bool:
+    """Apply the SETTINGS named (in order) through glibc's mallopt; whether every one was accepted (False off glibc)."""
+    try:
+        fn = ctypes.CDLL(None).mallopt  # the process's own libc: no library search at start-up
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(fn(*SETTINGS[n]) == 1 for n in names)
 
 
 def keep_freed_memory() -> bool:
@@ -37,11 +48,4 @@ def keep_freed_memory() -> bool:
         return False
     if any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ) or "GLIBC_TUNABLES" in os.environ:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in
-               ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TOP_PAD, TOP_PAD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD)))
+    return mallopt(["thr", "pad", "trim"])
