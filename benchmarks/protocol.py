@@ -1,0 +1,203 @@
+"""Run a named benchmark protocol (settings in benchmarks/protocols/NAME.yaml) and report it.
+
+    python benchmarks/protocol.py quick                        # every run of the protocol, over its seeds
+    python benchmarks/protocol.py quick --only hinton bp-mlp --seeds 0
+    python benchmarks/protocol.py speed --device cuda          # `ffvision bench` entries
+    python benchmarks/protocol.py quick --report benchmarks/results/quick-*.jsonl   # mean ± sd table
+
+Training protocols train each run through `ffvision.train.run.train` (the epoch and prediction strategy chosen
+on validation, the test set evaluated once) and append one JSON line per run and seed to
+benchmarks/results/PROTOCOL-MACHINE-DATE.jsonl (or --out). The speed protocol runs `ffvision bench` in fresh
+processes and appends one line per entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+PROTOCOLS = HERE / "protocols"
+
+
+def load(name: str) -> dict:
+    """The protocol's YAML settings."""
+    path = PROTOCOLS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PROTOCOLS.glob("*.yaml")))
+        sys.exit(f"error: unknown protocol '{name}' (known: {known})")
+    return yaml.safe_load(path.read_text())
+
+
+def cpu_name() -> str:
+    """The CPU's model name, family/model and its bf16/AMX support, from /proc/cpuinfo (else the platform)."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')} model "
+            f"{fields.get('model', '?')}{', ' + ', '.join(extra) if extra else ''})")
+
+
+def machine(device: str = "cpu") -> str:
+    """Where a record was measured: the GPU's name, or the CPU and the torch threads."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
+
+
+def machine_slug(device: str) -> str:
+    """A short file-name form of the machine: cpu family/model or the GPU's name."""
+    text = machine(device).split(",")[0].lower()
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-").replace("--", "-")[:40]
+
+
+def default_out(name: str, device: str) -> Path:
+    """benchmarks/results/PROTOCOL-MACHINE-DATE.jsonl."""
+    return HERE / "results" / f"{name}-{machine_slug(device)}-{date.today().isoformat()}.jsonl"
+
+
+def emit(record: dict, out: Path) -> None:
+    """Print one record and append it to out."""
+    line = json.dumps(record)
+    print(line, flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a") as fh:
+        fh.write(line + "\n")
+
+
+def commit() -> str:
+    """The short commit of the working tree (with '+' when it has uncommitted changes to tracked files)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "ffvision"], cwd=HERE).returncode
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
+def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> None:
+    """Train every (run, budget, seed) of a training protocol; one JSON line each."""
+    from ffvision.cli import RECIPES
+    from ffvision.config import TrainConfig, apply_overrides, load_recipe
+    from ffvision.train.run import train
+
+    if "folder" in spec:  # the images of the built-in split, written once as PNG folders
+        from fmnist_folder import write_fmnist_folder
+
+        root = Path(spec["folder"]["root"])
+        if not (root / "train").is_dir():
+            write_fmnist_folder(root, spec["folder"]["train_subset"])
+    runs = spec["runs"]
+    unknown = [r for r in args.only or [] if r not in runs]
+    if unknown:
+        sys.exit(f"error: protocol {name} has no run {', '.join(unknown)} (runs: {', '.join(runs)})")
+    seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
+    for run in args.only or list(runs):
+        for budget in spec.get("budgets", [{}]):
+            for seed in seeds:
+                settings = {**spec.get("common", {}), **budget, **runs[run]}
+                if "folder" in spec and settings.get("dataset") == "imagefolder":
+                    settings["data_dir"] = spec["folder"]["root"]
+                cfg = TrainConfig()
+                if "recipe" in settings:
+                    cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{settings.pop('recipe')}.yaml"))
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                run_dir = Path(args.runs_dir) / name / f"{run}-s{seed}-{stamp}"
+                cfg = apply_overrides(cfg, {**settings, "seed": seed, "device": args.device, "out": str(run_dir)})
+                t = time.time()
+                s = train(cfg, show_progress=False)
+                command = f"python benchmarks/protocol.py {name} --only {run} --seeds {seed}"
+                if args.device != "cpu":
+                    command += f" --device {args.device}"
+                emit({"protocol": name, "name": run, "seed": seed, "budget": budget, "machine": machine(args.device),
+                      "date": date.today().isoformat(), "commit": commit(), "command": command,
+                      "run_dir": str(run_dir), "wall_seconds": round(time.time() - t, 1),
+                      **{k: s.get(k) for k in ("method", "test_accuracy", "strategy", "test_accuracy_by_strategy",
+                                               "val_accuracy_best", "best_epoch", "train_images_per_second",
+                                               "train_seconds", "trainable_parameters", "early_exit")},
+                      "config": s["config"]}, out)
+
+
+def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> None:
+    """Run each `ffvision bench` entry of the speed protocol in a fresh process; one JSON line each."""
+    entries = spec["bench"]
+    for entry in args.only or list(entries):
+        if entry not in entries:
+            sys.exit(f"error: protocol {name} has no entry {entry} (entries: {', '.join(entries)})")
+        tmp = Path(args.runs_dir) / name / f"{entry}.json"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "ffvision", "bench", *shlex.split(entries[entry]), "--device", args.device,
+               "--json", str(tmp)]
+        subprocess.run(cmd, check=True)
+        emit({"protocol": name, "name": entry, "machine": machine(args.device), "date": date.today().isoformat(),
+              "commit": commit(), "command": f"ffvision bench {entries[entry]} --device {args.device}",
+              **json.loads(tmp.read_text())}, out)
+
+
+def mean_sd(values: list[float]) -> str:
+    """'m ± sd' in percent (sd over seeds; none with one seed)."""
+    m = 100 * statistics.mean(values)
+    return f"{m:.2f} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else f"{m:.2f}"
+
+
+def report(paths: list[Path]) -> list[str]:
+    """Markdown rows: per run and budget, test accuracy mean ± sd over seeds per strategy, and the command."""
+    groups: dict[tuple, dict[int, dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if "test_accuracy_by_strategy" not in r:
+                continue
+            key = (r["name"], json.dumps(r.get("budget") or {}, sort_keys=True))
+            groups.setdefault(key, {})[r["seed"]] = r  # the newest record of each seed
+    out = ["| run | budget | seeds | test accuracy by strategy (mean ± sd, %) | reported (chosen on val) | "
+           "train img/s | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
+    for (run, budget), by_seed in groups.items():
+        recs = [by_seed[s] for s in sorted(by_seed)]
+        strategies = list(recs[0]["test_accuracy_by_strategy"])
+        acc = ", ".join(f"`{k}` {mean_sd([r['test_accuracy_by_strategy'][k] for r in recs])}" for k in strategies)
+        ips = statistics.mean(r["train_images_per_second"] for r in recs)
+        b = ", ".join(f"{k}={v}" for k, v in json.loads(budget).items()) or "protocol's"
+        out.append(f"| {run} | {b} | {','.join(str(s) for s in sorted(by_seed))} | {acc} | "
+                   f"{mean_sd([r['test_accuracy'] for r in recs])} | {ips:.0f} | {recs[0]['machine']} | "
+                   f"{recs[-1]['commit']} | {recs[-1]['date']} |")
+    return out
+
+
+def main() -> None:
+    """Run or report one protocol."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("protocol", help="a name in benchmarks/protocols/ (quick, medium, small-data, folder, speed)")
+    ap.add_argument("--only", nargs="*", default=None, help="these runs (or bench entries) only")
+    ap.add_argument("--seeds", nargs="*", type=int, default=None, help="override the protocol's seeds")
+    ap.add_argument("--device", default="cpu", help="cpu (the protocols' machine) | cuda | auto")
+    ap.add_argument("--out", type=Path, default=None, help="JSON lines file [default: results/PROTOCOL-MACHINE-DATE]")
+    ap.add_argument("--runs-dir", default="runs/protocols", help="where the runs train")
+    ap.add_argument("--report", nargs="*", type=Path, default=None, help="print the markdown table of these records")
+    args = ap.parse_args()
+    spec = load(args.protocol)
+    if args.report is not None:
+        paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
+        print("\n".join(report(paths)))
+        return
+    out = args.out or default_out(args.protocol, args.device)
+    (run_bench if "bench" in spec else run_training)(args.protocol, spec, args, out)
+
+
+if __name__ == "__main__":
+    main()
