@@ -1,26 +1,19 @@
-"""Write FashionMNIST's own images as an ImageFolder tree of PNG files, and compare the two loaders.
+"""Write FashionMNIST's own images as an ImageFolder tree of PNG files (the folder protocol trains on both).
 
 ROOT/train/<class>/*.png holds exactly the training images a built-in run would use (the
 same validation carve, seed and train subset), ROOT/val the validation split and ROOT/test
 the test set, so `--dataset imagefolder --data-dir ROOT` and `--dataset fashion-mnist` see
-the same images. With --compare, both loaders train ASGE and bp on the quick protocol with
-the same image size and augmentation, and one JSON line per run goes to --out.
+the same images. `python benchmarks/protocol.py folder` trains on both (protocols/folder.yaml).
 
     python benchmarks/fmnist_folder.py --root /tmp/fmnist-png --train-subset 10000
-    python benchmarks/fmnist_folder.py --root /tmp/fmnist-png --train-subset 10000 --compare \\
-        --out benchmarks/results/folder_vs_builtin.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import subprocess
 import time
 from pathlib import Path
 
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -52,40 +45,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", required=True, type=Path)
     ap.add_argument("--train-subset", type=int, default=10000)
-    ap.add_argument("--compare", action="store_true", help="train asge and bp on both loaders")
-    ap.add_argument("--methods", nargs="*", default=["asge", "bp"])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--augment", default="none")
-    ap.add_argument("--out", default="benchmarks/results/folder_vs_builtin.jsonl")
     args = ap.parse_args()
-    if not (args.root / "train").is_dir():
-        t = time.time()
-        write_fmnist_folder(args.root, args.train_subset)
-        print(f"wrote {args.root} in {time.time() - t:.0f} s", flush=True)
-    if not args.compare:
-        return
-    from ffvision.config import TrainConfig, apply_overrides
-    from ffvision.train.run import train
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    common = {"model": "vgg8", "width_mult": 0.25, "epochs": args.epochs, "batch_size": 128, "image_size": 28,
-              "augment": args.augment, "device": "cpu"}
-    loaders = {"builtin": {"dataset": "fashion-mnist", "train_subset": args.train_subset, "val_size": 10000},
-               "folder": {"dataset": "imagefolder", "data_dir": str(args.root)}}
-    for method in args.methods:
-        for loader, spec in loaders.items():
-            out = Path("runs/folder-vs-builtin") / f"{method}-{loader}-{time.strftime('%Y%m%d-%H%M%S')}"
-            cfg = apply_overrides(TrainConfig(), {**common, **spec, "method": method, "out": str(out)})
-            t = time.time()
-            s = train(cfg, show_progress=False)
-            rec = {"name": f"{method}-{loader}", "machine": f"{platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} torch threads, CPU", "commit": commit, "wall_seconds": time.time() - t,
-                   **{k: s[k] for k in ("test_accuracy", "test_accuracy_by_strategy", "val_accuracy_best",
-                                        "train_images_per_second", "num_train", "num_val", "num_test")},
-                   "data": s.get("data"), "config": s["config"]}
-            print(json.dumps(rec), flush=True)
-            with open(args.out, "a") as fh:
-                fh.write(json.dumps(rec) + "\n")
+    t = time.time()
+    write_fmnist_folder(args.root, args.train_subset)
+    print(f"wrote {args.root} in {time.time() - t:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from records import emit
+from protocol import emit
 
 from ffvision.train.run import evaluate_checkpoint
 

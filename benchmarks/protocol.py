@@ -54,11 +54,11 @@ def cpu_name() -> str:
             f"{fields.get('model', '?')}{', ' + ', '.join(extra) if extra else ''})")
 
 
-def machine(device: str = "cpu") -> str:
+def machine(device: object = "cpu") -> str:
     """Where a record was measured: the GPU's name, or the CPU and the torch threads."""
     import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
+    if str(device).startswith("cuda") and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
 
@@ -74,13 +74,14 @@ def default_out(name: str, device: str) -> Path:
     return HERE / "results" / f"{name}-{machine_slug(device)}-{date.today().isoformat()}.jsonl"
 
 
-def emit(record: dict, out: Path) -> None:
-    """Print one record and append it to out."""
+def emit(record: dict, out: str | Path | None) -> None:
+    """Print one record as a JSON line and append it to `out` (its folder made) when given."""
     line = json.dumps(record)
     print(line, flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as fh:
-        fh.write(line + "\n")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as fh:
+            fh.write(line + "\n")
 
 
 def commit() -> str:

@@ -6,6 +6,8 @@ line is `name key=value ...` (TrainConfig keys). Prints and appends JSON lines t
     python benchmarks/sweep_quick.py --out benchmarks/results/sweep.jsonl \
         "official method=asge lr=2e-4 head_lr=2e-4 head_init=kaiming head_weight_decay=1e-3 min_lr_ratio=1"
 
+    python benchmarks/sweep_quick.py --report sweep.jsonl   # markdown rows, newest record per config
+
 On a GPU: `--device cuda --common "num_workers=0"`; with `--runs-dir DIR` each config trains into DIR/NAME
 (best.pt kept), so that benchmarks/pick_and_test.py can test only the validation-chosen one.
 """
@@ -13,12 +15,13 @@ On a GPU: `--device cuda --common "num_workers=0"`; with `--runs-dir DIR` each c
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import yaml
-from records import emit, machine
+from protocol import emit, load, machine
 
 from ffvision.config import TrainConfig, apply_overrides
 from ffvision.data import build_splits
@@ -37,19 +40,39 @@ def parse_pairs(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-QUICK = {"model": "vgg8", "width_mult": 0.25, "dataset": "fashion-mnist", "train_subset": 10000, "epochs": 3,
-         "batch_size": 128}
+QUICK = {**load("quick")["common"], "model": "vgg8", "width_mult": 0.25}  # the quick protocol's budget, ASGE's net
+
+
+def sweep_rows(path: str, only: list[str] | None) -> list[str]:
+    """One markdown row per sweep config (validation only): accuracy per epoch, per layer, time."""
+    latest: dict[str, dict] = {}
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            latest[r["name"]] = r
+    out = ["| config | validation accuracy by epoch | last epoch, per layer | s | commit |", "|---|---|---|---|---|"]
+    for name in only or list(latest):
+        r = latest[name]
+        epochs = " → ".join("/".join(f"{100 * v:.1f}" for v in e.values()) for e in r["val_by_epoch"])
+        keys = "/".join(r["val_by_epoch"][0])
+        layers = " / ".join(f"{100 * v:.1f}" for v in r.get("val_layers_last_epoch", []))
+        out.append(f"| {name} | {keys}: {epochs} | {layers} | {r['seconds']:.0f} | {r.get('commit', '')} |")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("configs", nargs="+", help="'name key=value ...'")
+    ap.add_argument("configs", nargs="*", help="'name key=value ...'")
+    ap.add_argument("--report", metavar="JSONL", help="print the markdown rows of a sweep's records instead")
     ap.add_argument("--out", default=None)
     ap.add_argument("--val-size", type=int, default=10000)
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (a config's own device=... wins)")
     ap.add_argument("--common", default="", help="'key=value ...' applied to every config before its own")
     ap.add_argument("--runs-dir", default=None, help="train each config into DIR/NAME, keeping best.pt")
     args = ap.parse_args()
+    if args.report:
+        print("\n".join(sweep_rows(args.report, args.configs or None)))
+        return
     common = parse_pairs(args.common.split())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     for line in args.configs:

@@ -2,14 +2,18 @@
 
 Public API: create_model, list_models, create_method, list_methods, LocalMethod, Trainer.
 They are imported on first use (PEP 562), so `import ffvision` and `ffvision --help` do not
-load torch.
+load torch. Progress and results are logged to `logging.getLogger("ffvision")`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# A library logs; the program decides what reaches the terminal (the `ffvision` command configures it).
+logging.getLogger("ffvision").addHandler(logging.NullHandler())
 
 _LAZY = {"LocalMethod": "ffvision.methods", "create_method": "ffvision.methods", "list_methods": "ffvision.methods",
          "create_model": "ffvision.models", "list_models": "ffvision.models", "Trainer": "ffvision.train.trainer"}

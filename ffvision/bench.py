@@ -211,7 +211,7 @@ def main() -> None:
     from ffvision.train.heap import keep_freed_memory
 
     keep_freed_memory()  # as `ffvision train` does (the memory worker's MALLOC_MMAP_THRESHOLD_ skips it)
-    print(json.dumps(measure(json.loads(args.worker))))
+    sys.stdout.write(json.dumps(measure(json.loads(args.worker))) + "\n")  # the worker's answer to bench()
 
 
 if __name__ == "__main__":

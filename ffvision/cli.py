@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import typing
 from pathlib import Path
@@ -81,6 +82,43 @@ def method_default_text(name: str, declared: dict[str, dict[str, Any]]) -> str:
     return " [default: " + ", ".join(f"{m} {v}" for m, v in vals.items()) + "]"
 
 
+class _ConsoleHandler(logging.Handler):
+    """The terminal side of the `ffvision` logger: messages on stdout, written around any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write one record (warnings prefixed); a 30-s progress line is skipped while a bar shows the same."""
+        if getattr(record, "beside_bar", False):
+            return
+        try:
+            msg = self.format(record)
+            if record.levelno >= logging.WARNING:
+                msg = f"{record.levelname.lower()}: {msg}"
+            if "tqdm" in sys.modules:  # a bar may be on stderr: print above it
+                from tqdm import tqdm
+
+                tqdm.write(msg, file=sys.stdout)
+            else:
+                sys.stdout.write(msg + "\n")
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001 - logging must never stop a run
+            self.handleError(record)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Show the `ffvision` logger on stdout: -q warnings and errors only, default progress, -v debug too.
+
+    The logger itself stays at INFO (DEBUG with -v), so a run's train.log keeps the progress lines under -q.
+    """
+    logger = logging.getLogger("ffvision")
+    for h in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
+        logger.removeHandler(h)
+    handler = _ConsoleHandler()
+    handler.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
+    logger.propagate = False  # the root logger of an embedding program does not print it twice
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where the help is, not the whole usage."""
 
@@ -100,9 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
         "CPU evaluation ~1.5x faster at ~16% more peak memory; FFVISION_KEEP_FREED_MEMORY=0, or any MALLOC_*_ "
         "variable of your own, leaves the C heap at its defaults.")
     parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
+    # -q / -v before or after the command name (the subcommand's copy leaves the value given before alone)
+    for p, default in ((parser, 0), (common := _Parser(add_help=False), argparse.SUPPRESS)):
+        group = p.add_mutually_exclusive_group()
+        group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, default=default,
+                           help="print only warnings, errors and results (a run's train.log keeps everything)")
+        group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=default,
+                           help="also print debug messages")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a network", formatter_class=argparse.RawDescriptionHelpFormatter,
+    t = sub.add_parser("train", parents=[common], help="train a network",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Train with a local-learning method (or backprop). Precedence: defaults < "
                        "--config recipe < flags. The best epoch is selected on a validation split carved from "
                        "the training data; the test set is evaluated once at the end. Writes RUN_DIR/"
@@ -112,8 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
     _add_config_flags(t)
 
-    e = sub.add_parser("eval", help="evaluate a checkpoint", description="Test accuracy of a checkpoint by "
-                       "prediction strategy, layer and early-exit threshold.",
+    e = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint",
+                       description="Test accuracy of a checkpoint by prediction strategy, layer and "
+                       "early-exit threshold.",
                        epilog="example: ffvision eval runs/quick/best.pt --dataset fashion-mnist")
     e.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
     e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
@@ -125,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--num-workers", type=int, default=None, help="DataLoader workers")
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
-    pr = sub.add_parser("predict", help="classify image files",
+    pr = sub.add_parser("predict", parents=[common], help="classify image files",
                         description="Print the top classes of each image with a trained checkpoint.",
                         epilog="example: ffvision predict runs/quick/best.pt shirt.png boot.jpg")
     pr.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
@@ -134,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to print [default: 3]")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
-    c = sub.add_parser("cam", help="class activation maps of images (PNG)",
+    c = sub.add_parser("cam", parents=[common], help="class activation maps of images (PNG)",
                        description="For each image, write DIR/<name>_cam.png: the image and, per layer, the regions "
                        "that drive that layer's score of the predicted class (Grad-CAM on each block's own readout: "
                        "ASGE's spatial goodness readout, FF-CNN's goodness, backprop's classifier).",
@@ -146,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--strategy", help="strategy that picks the predicted class (default: the method's)")
     c.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
-    lb = sub.add_parser("labels", help="show the label patterns of a label set (PNG)",
+    lb = sub.add_parser("labels", parents=[common], help="show the label patterns of a label set (PNG)",
                         description="Render FF-CNN's spatially-extended label patterns, one per class.",
                         epilog="example: ffvision labels --set fourier --num-classes 10 --out labels.png")
     lb.add_argument("--set", dest="label_set", default="fourier", help="fourier | morphological [default: fourier]")
@@ -154,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--image-size", type=int, default=32, help="pattern size in px [default: 32]")
     lb.add_argument("--out", default="labels.png", help="output PNG [default: labels.png]")
 
-    bn = sub.add_parser("bench", help="training img/s and peak memory, optionally against backprop",
+    bn = sub.add_parser("bench", parents=[common], help="training img/s and peak memory, optionally against backprop",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Measure training throughput and peak training memory of a method (speed and "
                         "memory each in a fresh process; memory both exactly, as the peak of bytes held by tensors "
@@ -188,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--compile", action="store_true", help="torch.compile each block")
     bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
 
-    dg = sub.add_parser("diagnose", help="per-layer goodness diagnostics of a checkpoint (PNG + JSON)",
+    dg = sub.add_parser("diagnose", parents=[common],
+                        help="per-layer goodness diagnostics of a checkpoint (PNG + JSON)",
                         description="For each layer: the true label's score (goodness for FF-CNN/Hinton, the "
                         "readout for ASGE/SFF) against the wrong labels' scores, the rank of the true label, and the "
                         "label sensitivity (how much the score moves when only the label changes, against when only "
@@ -202,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--data-dir", help="dataset folder")
     dg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
-    ls = sub.add_parser("list", help="list methods, models, datasets and recipes",
+    ls = sub.add_parser("list", parents=[common], help="list methods, models, datasets and recipes",
                         description="Without --method: every method (with its default model), model, dataset "
                         "and recipe. With --method NAME: the options that method takes, with their defaults.")
     ls.add_argument("--method", help="show the options of this method")
@@ -218,6 +266,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
         summary = train(TrainConfig(), resume=args.resume, overrides=given)
+        if args.verbosity < 0:
+            from ffvision.train.run import format_report
+
+            print("\n".join(format_report(summary)))
         return 3 if summary.get("diverged") else 0
     from ffvision.methods import check_options
 
@@ -239,6 +291,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, given, source="command line")
     check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
     summary = train(cfg)
+    if args.verbosity < 0:  # quiet: the result is still the command's output
+        from ffvision.train.run import format_report
+
+        print("\n".join(format_report(summary)))
     if summary.get("diverged"):  # finished, but the loss exploded: not a success
         print(f"error: the run diverged: {summary['warnings'][0]}", file=sys.stderr)
         return 3
@@ -247,7 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """ffvision eval."""
-    from ffvision.train.run import evaluate_checkpoint, print_report
+    from ffvision.train.run import evaluate_checkpoint, format_report
 
     res = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
                               device=args.device, download=args.download, num_workers=args.num_workers)
@@ -257,7 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown strategy {args.strategy!r}; choose one of: {', '.join(by)}")
         print(f"{args.strategy}: {by[args.strategy]:.4f}")
     else:
-        print_report(res)
+        print("\n".join(format_report(res)))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
@@ -393,6 +449,7 @@ def _is_main_rank() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbosity)
     from ffvision.train.heap import keep_freed_memory
 
     keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)

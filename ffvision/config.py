@@ -138,6 +138,8 @@ class TrainConfig:
     eval_batch_size: int = opt(512, "batch size for validation and test")
     val_images: int | None = opt(None, "validate on the first N images of the validation split each epoch (default: "
                                  "all; 2,000 for goodness methods, whose inference runs one pass per class)")
+    tensorboard: bool = opt(False, "also write TensorBoard scalars to RUN_DIR/tensorboard (needs the tensorboard "
+                            "package)")
     log_interval: int = opt(20, "steps between host syncs that update the progress bar")
     out: str | None = opt(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)")
     force: bool = opt(False, "start a new run in an --out folder that holds another run's files (replacing them)")

@@ -16,7 +16,7 @@ copy. It runs in float32 also under autocast (`compute_dtype`: a bf16 spectrum m
 exact to ~1e-6.
 
 Cost per image for 128 -> 128 channels at 28 x 28, 7 x 7: ~0.11 GFLOP against the direct
-convolution's 1.26. Measured on an AMD EPYC Zen 4, one thread (docs/results.md section 5, stop 30):
+convolution's 1.26. Measured on an AMD EPYC Zen 4, one thread (benchmarks/studies/ffcnn-cpu-inference):
 FF-CNN's goodness inference at 128 filters ~1.7x the img/s of the direct bf16 convolution (3.3x the
 direct float32 one). For 3 x 3 kernels the direct convolution stays the faster
 (`prefer_spectral`).
@@ -37,10 +37,10 @@ import torch
 from torch import nn
 
 # "auto" runs a convolution in the frequency domain on a CPU from this kernel size and these channel counts
-# on both sides: below them the direct bf16 convolution measured as fast or faster (stop 30, 1 thread, 28 px,
+# on both sides: below them the direct bf16 convolution measured as fast or faster (1 thread, 28 px,
 # 7x7, float32 spectral against direct bf16, inference / training: 32 -> 32 channels 1.1x / 1.0x, 64 -> 64
 # 1.6x / 1.3x, 128 -> 128 1.7x / 1.4x; 1 -> 128 (FF-CNN's layer 1) 0.1x / 0.2x; 3x3 slower at every width;
-# benchmarks/results/spectral-crossover-stop30-fp32.txt)
+# benchmarks/studies/ffcnn-cpu-inference/spectral-crossover.txt)
 SPECTRAL_MIN_KERNEL = 5
 SPECTRAL_MIN_CHANNELS = 64
 CONV_IMPLS = ("auto", "direct", "spectral")
@@ -218,8 +218,8 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
     bf16 rounding of a spectrum is coherent over the whole map (its large low-frequency terms), and FF's
     goodness, in its loss as in inference, compares overlays of one image whose goodness differs by tenths
     of a percent: with the channel mix in bf16 the argmax over labels changed for 4-5% of validation images
-    against float32, where the direct bf16 convolution changes 1-2% (stop 30,
-    benchmarks/results/conv-direct-vs-spectral-same-checkpoint-stop30.txt). Float32 spectral convolutions
+    against float32, where the direct bf16 convolution changes 1-2% (one trained
+    128-filter checkpoint evaluated both ways; benchmarks/studies/ffcnn-cpu-inference). Float32 spectral convolutions
     are exact to ~1e-6 and still faster than the direct bf16 convolution from 64 channels (`prefer_spectral`).
     """
     return torch.float64 if x.dtype == torch.float64 else torch.float32

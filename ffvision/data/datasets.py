@@ -22,9 +22,9 @@ With --download, missing MNIST/FashionMNIST/CIFAR files are fetched by torchvisi
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +40,8 @@ from torch.utils.data import Dataset
 from ffvision.data.readers import read_cifar_batches, read_cifar_meta, read_idx
 from ffvision.data.specs import AUGMENTS, SPECS, DatasetSpec, canonical_name
 from ffvision.errors import ConfigError, DataError, unknown_name
+
+log = logging.getLogger(__name__)
 
 SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
                "mnist": [Path("/usr/share/datasets/mnist")]}
@@ -317,10 +319,9 @@ def _decode_all(samples: list[tuple[str, int]], mode: str, image_size: int, what
         for done, _ in enumerate(pool.map(load, range(len(samples)), chunksize=64), 1):
             if time.perf_counter() - last > 10:
                 last = time.perf_counter()
-                print(f"decoding {what}: {done:,}/{len(samples):,} images", file=sys.stderr, flush=True)
+                log.info("decoding %s: %s/%s images", what, f"{done:,}", f"{len(samples):,}")
     if time.perf_counter() - start > 10:
-        print(f"decoded {what}: {len(samples):,} images in {time.perf_counter() - start:.0f} s",
-              file=sys.stderr, flush=True)
+        log.info("decoded %s: %s images in %.0f s", what, f"{len(samples):,}", time.perf_counter() - start)
     return out
 
 

@@ -100,7 +100,7 @@ def centre_steps(opt: torch.optim.Optimizer) -> None:
     mean: no copy of the weights is needed). FF's inputs to layers 2..L are
     non-negative ReLU outputs, so one filter's tap gradients tend to share a sign, and Adam moves every weight by
     about lr whatever its gradient: the filter's response to every image moves together by ~lr x fan-in x the mean
-    input, enough in one step to silence it for good (docs/results.md section 5, stop 30). Biases step as before.
+    input, enough in one step to silence it for good (docs/methods.md, FF-CNN). Biases step as before.
     """
     weights = [p for g in opt.param_groups for p in g["params"] if p.ndim >= 2]
     before: list[torch.Tensor] = []

@@ -17,7 +17,7 @@ the first K blocks fixed (no optimizer, BatchNorm statistics frozen).
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 from typing import Any
 
 import torch
@@ -32,6 +32,8 @@ from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 from ffvision.models.tv import TV_ARCHS
+
+log = logging.getLogger(__name__)
 
 
 @register_method
@@ -55,8 +57,7 @@ class SFF(LocalMethod):
         if o.init_weights:
             skipped = net.load_torchvision_weights(o.init_weights)
             if skipped:
-                print(f"ffvision: {o.init_weights}: kept the adapted layers' own init for {', '.join(skipped)}",
-                      file=sys.stderr)
+                log.info("%s: kept the adapted layers' own init for %s", o.init_weights, ", ".join(skipped))
         granularity, freeze_blocks, model = o.granularity, o.freeze_blocks, o.model
         bodies = net.local_blocks(granularity)
         if not 0 <= freeze_blocks < len(bodies):

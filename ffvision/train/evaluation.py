@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
@@ -13,6 +14,8 @@ from ffvision.core.metrics import Counts
 from ffvision.errors import DataError
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
+
+log = logging.getLogger(__name__)
 
 
 def select_strategy(val_by_strategy: dict[str, float], wanted: str, default: str) -> str:
@@ -37,8 +40,8 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
     sums: Counts[torch.Tensor] | None = None
     n = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=disable_progress)
-    # Without a terminal tqdm is silent: a line every 30 s says the evaluation is alive (log files).
-    lines = disable_progress is None and bar.disable and dist.current().is_main
+    # A line every 30 s says the evaluation is alive (log files; a terminal's handler skips it beside a bar).
+    lines = dist.current().is_main
     total = len(loader.dataset) if max_batches is None else min(len(loader.dataset), max_batches * loader.batch_size)
     start = last = time.perf_counter()
     for i, (x, y) in enumerate(bar):
@@ -50,7 +53,8 @@ def evaluate(method: LocalMethod, loader: DataLoader, to_device: Callable, desc:
         n += y.shape[0]
         if lines and time.perf_counter() - last > 30:
             last = time.perf_counter()
-            print(f"{desc}: {n}/{total} images, {n / (last - start):.0f} img/s", flush=True)
+            log.info("%s: %d/%d images, %.0f img/s", desc, n, total, n / (last - start),
+                     extra={"beside_bar": not bar.disable})
     if sums is None:
         raise DataError(f"{desc}: no images to evaluate")
     leaves = sums.leaves()

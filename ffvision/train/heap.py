@@ -8,7 +8,7 @@ stage buffers per evaluation pass, and many smaller ones) then page-faults them 
 `keep_freed_memory` fixes the threshold at glibc's maximum (32 MiB) and turns trimming off (both are
 needed: either alone measured no faster), so freed blocks up to 32 MiB are reused. FF-CNN's goodness
 inference at 128 filters ran 1.48x the img/s and the first FF-CNN run's system time fell from 260 to
-49 s (stop 32, benchmarks/results/heap-stop32.txt, docs/results.md section 5); its peak resident
+49 s (benchmarks/studies/ffcnn-cpu-inference/heap.txt); its peak resident
 memory rose 16%. The same as MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ / MALLOC_TOP_PAD_ in
 the environment, for a process that did not set them.
 """

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from ffvision.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class RunLog:
-    """RUN_DIR/metrics.jsonl (one record per epoch), tensorboard/ when installed, curves.png."""
+    """RUN_DIR/metrics.jsonl (one record per epoch), curves.png, and tensorboard/ when asked for."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = False) -> None:
         self.run_dir = run_dir
-        self._tb: Any = None
+        self._tb: Any = None if tensorboard else False
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
         """metrics.jsonl = this history (drops epochs after a resumed checkpoint's)."""
@@ -24,18 +27,15 @@ class RunLog:
                 fh.write(json.dumps(rec) + "\n")
 
     def append(self, record: dict[str, Any]) -> None:
-        """One epoch's record to metrics.jsonl and, if the tensorboard package is installed, TensorBoard."""
+        """One epoch's record to metrics.jsonl and, with --tensorboard, TensorBoard."""
         with open(self.run_dir / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # optional dependency: pip install tensorboard
-                self._tb = False
-            else:
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
         if self._tb is False:
             return
+        if self._tb is None:  # the package's presence was checked before the run started (check_tensorboard)
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
         e = record["epoch"]
         self._tb.add_scalar("train/loss", record["train_loss"], e)
         self._tb.add_scalar("train/accuracy", record["train_accuracy"], e)
@@ -55,6 +55,31 @@ class RunLog:
             pass
 
 
+def check_tensorboard(wanted: bool) -> None:
+    """ConfigError when --tensorboard is asked for and the tensorboard package is not installed."""
+    import importlib.util
+
+    if wanted and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                          "(or pip install 'ffvision[tensorboard]')")
+
+
+class RunLogFile:
+    """RUN_DIR/train.log: every record of the `ffvision` logger during a run, with times (appended on resume)."""
+
+    def __init__(self, run_dir: Path, append: bool = False) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(run_dir / "train.log", mode="a" if append else "w")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.logger = logging.getLogger("ffvision")
+        self.logger.addHandler(self.handler)
+
+    def close(self) -> None:
+        """Detach and close the file."""
+        self.logger.removeHandler(self.handler)
+        self.handler.close()
+
+
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
     """The one line printed at the end of an epoch."""
     by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
@@ -72,7 +97,7 @@ class SigintHandler:
     def _handle(self, signum: int, frame: object) -> None:
         if self.trainer._stop:
             raise KeyboardInterrupt
-        tqdm.write("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
+        log.warning("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
         self.trainer.request_stop()
 
     def restore(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -27,12 +28,15 @@ from ffvision.methods import (
 )
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.devices import cpu_has_native_bf16
-from ffvision.train.distributed import barrier, broadcast_object, init_distributed
+from ffvision.train.distributed import DistInfo, barrier, broadcast_object, init_distributed
+from ffvision.train.outputs import RunLogFile, check_tensorboard
 from ffvision.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
-             "data_dir", "force"}
+             "data_dir", "force", "tensorboard"}
 
 
 def seed_everything(seed: int) -> None:
@@ -78,7 +82,10 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig
 def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
           callbacks: list[Callable[[Trainer], None]] | None = None,
           show_progress: bool | None = None) -> dict[str, Any]:
-    """Train, select on validation, test once with the best model; returns summary.json's dict."""
+    """Train, select on validation, test once with the best model; returns summary.json's dict.
+
+    Progress and the final report go to `logging.getLogger("ffvision")` (and RUN_DIR/train.log).
+    """
     info = init_distributed(cfg.device)
     ckpt = None
     if resume is not None:
@@ -88,32 +95,43 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     check_model_options(cfg)
     if ckpt is None and not cfg.dry_run and cfg.out:
         check_run_dir(Path(cfg.out), cfg.force)  # before any work
+    check_tensorboard(cfg.tensorboard and not cfg.dry_run)
+    run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
+    cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
+    log_file = RunLogFile(run_dir, append=ckpt is not None) if run_dir is not None and info.is_main else None
+    try:
+        return _train(cfg, ckpt, run_dir, info, callbacks, show_progress)
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, info: DistInfo,
+           callbacks: list[Callable[[Trainer], None]] | None, show_progress: bool | None) -> dict[str, Any]:
+    """The body of `train` once the config is checked: data, method, trainer, fit and the test."""
     seed_everything(cfg.seed)  # identical initial weights on every rank
     image_size = cfg.image_size
     if image_size is None and method_class(cfg.method).native_image_size:
         image_size = native_image_size(cfg.dataset)
     if info.is_main:
-        print(f"loading {cfg.dataset}{f' from {cfg.data_dir}' if cfg.data_dir else ''}", flush=True)
+        log.info("loading %s%s", cfg.dataset, f" from {cfg.data_dir}" if cfg.data_dir else "")
     data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=image_size,
                         val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
                         augment=cfg.augment)
     if info.is_main:
-        print(data.describe(), flush=True)
+        log.info(data.describe())
     method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
     check_strategy(method, cfg.strategy)
     if info.enabled:  # different dropout masks and negatives on each rank, from here on
         torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
-    run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
-    cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
     trainer = Trainer(method, cfg, run_dir, data.meta(), callbacks=callbacks, show_progress=show_progress)
     if info.is_main:
-        amp = trainer.method.amp_dtype
-        print(f"device: {trainer.device}, {torch.get_num_threads()} threads, "
-              f"{'bf16 autocast' if amp else 'float32'} (--amp {cfg.amp}), "
-              f"{'channels_last' if trainer.channels_last else 'NCHW'}", flush=True)
+        amp = method.amp_dtype
+        log.info("device: %s, %d threads, %s (--amp %s), %s", trainer.device, torch.get_num_threads(),
+                 "bf16 autocast" if amp else "float32", cfg.amp, "channels_last" if trainer.channels_last else "NCHW")
         if amp and trainer.device.type == "cpu" and not cpu_has_native_bf16():
-            print("warning: this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is emulated here and "
-                  "far slower than float32; --amp auto (or off) trains in float32", flush=True)
+            log.warning("this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is emulated here and "
+                        "far slower than float32; --amp auto (or off) trains in float32")
     if ckpt is not None:
         trainer.load_state(ckpt)
     trainer.fit(data.train, data.val)
@@ -123,24 +141,24 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
             import yaml
 
             used = {k: v for k, v in used_config(cfg).items() if k not in ("dry_run", "out", "force")}
-            print("# the resolved config (a recipe for --config):")
-            print(yaml.safe_dump(used, sort_keys=False, default_flow_style=False).rstrip())
+            log.info("# the resolved config (a recipe for --config):\n%s",
+                     yaml.safe_dump(used, sort_keys=False, default_flow_style=False).rstrip())
             accs = {k: round(v, 4) for k, v in test.strategies.items()}
-            print(f"dry run OK: one train step, one validation and one test batch (test batch accuracy {accs})")
+            log.info("dry run OK: one train step, one validation and one test batch (test batch accuracy %s)", accs)
         return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
     barrier()
     best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
-    load_method_state(trainer.method, best["model"], f"{run_dir}/best.pt")
+    load_method_state(method, best["model"], f"{run_dir}/best.pt")
     if info.is_main:
-        print(f"testing the best epoch ({trainer.best['epoch']}) on {len(data.test):,} test images", flush=True)
+        log.info("testing the best epoch (%d) on %s test images", trainer.best["epoch"], f"{len(data.test):,}")
     strategy = trainer.best.get("strategy", method.default_strategy)
-    trainer.method.selected_strategy = strategy  # top-5 (counted in this pass) and predict follow the reported one
+    method.selected_strategy = strategy  # top-5 (counted in this pass) and predict follow the reported one
     test = trainer.evaluate(data.test, "test")
     summary = {
         "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "val_images_per_epoch": len(trainer.val_subset(data.val)),
-        **report(trainer.method, test, strategy),
+        **report(method, test, strategy),
         "strategy_selected_on": "validation" if cfg.strategy == "auto" else "given",
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
         "data": data.info(),
@@ -154,8 +172,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     }
     if info.is_main:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print_report(summary)
-        print(f"run directory: {run_dir}")
+        log.info("\n".join(format_report(summary)))
+        log.info("run directory: %s", run_dir)
     return summary
 
 
@@ -198,24 +216,26 @@ def report(method: LocalMethod, counts: Counts[float], strategy: str | None = No
     return out
 
 
-def print_report(summary: dict[str, Any]) -> None:
-    """Human-readable table of test accuracy per strategy (and early exit)."""
+def format_report(summary: dict[str, Any]) -> list[str]:
+    """Human-readable table of test accuracy per strategy (and early exit), one string per line."""
     info = summary["strategies"]
-    print(f"test accuracy ({summary.get('method', '')} {summary.get('model', '')} on "
-          f"{summary.get('dataset', '')}, {summary.get('num_test', '?')} images):")
-    print(f"  {'strategy':<14} {'accuracy':>9} {'params':>11} {'layers':>7}")
+    lines = [f"test accuracy ({summary.get('method', '')} {summary.get('model', '')} on "
+             f"{summary.get('dataset', '')}, {summary.get('num_test', '?')} images):",
+             f"  {'strategy':<14} {'accuracy':>9} {'params':>11} {'layers':>7}"]
     for name, acc in summary["test_accuracy_by_strategy"].items():
         chosen = summary.get("strategy", summary["default_strategy"])
         how = {"validation": "chosen on validation", "given": "given"}.get(summary.get("strategy_selected_on", ""),
                                                                            "the method's default")
         mark = f" <- reported ({how})" if name == chosen else ""
-        print(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} {info[name]['layers']:>7}{mark}")
+        lines.append(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} "
+                     f"{info[name]['layers']:>7}{mark}")
     for e in summary.get("early_exit", []):
-        print(f"  {'exit@' + format(e['threshold'], 'g'):<14} {e['accuracy']:>9.4f} "
-              f"{info['early-exit']['trainable_parameters']:>11,} {e['mean_layers']:>7.2f}")
+        lines.append(f"  {'exit@' + format(e['threshold'], 'g'):<14} {e['accuracy']:>9.4f} "
+                     f"{info['early-exit']['trainable_parameters']:>11,} {e['mean_layers']:>7.2f}")
     if "test_top5_accuracy" in summary:
-        print(f"  top-5 ({summary.get('strategy', summary['default_strategy'])}): "
-              f"{summary['test_top5_accuracy']:.4f}")
+        lines.append(f"  top-5 ({summary.get('strategy', summary['default_strategy'])}): "
+                     f"{summary['test_top5_accuracy']:.4f}")
+    return lines
 
 
 def checkpoint_data(path: str | Path, dataset: str | None = None, data_dir: str | None = None,

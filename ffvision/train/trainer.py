@@ -8,6 +8,7 @@ only at the log interval and at the end of an epoch.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import threading
 import time
@@ -34,6 +35,8 @@ from ffvision.train.rngstate import rng_state, set_rng_state
 from ffvision.train.samplers import EpochSampler, make_loader
 from ffvision.train.schedule import make_schedulers, restore_schedulers, scheduler_states
 
+log = logging.getLogger(__name__)
+
 
 class Trainer:
     """Runs a LocalMethod over datasets: epochs, schedules, validation, checkpoints, logs."""
@@ -54,7 +57,7 @@ class Trainer:
                               f"{self.dist.world_size} processes")
         self.batch_size = cfg.batch_size // self.dist.world_size  # per process
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.log = RunLog(self.run_dir) if self.run_dir is not None else None
+        self.log = RunLog(self.run_dir, cfg.tensorboard) if self.run_dir is not None else None
         self.meta = meta or {}
         self.callbacks = callbacks or []  # called after every step with the trainer
         placed = place_method(method, cfg, self.dist)
@@ -172,8 +175,8 @@ class Trainer:
         bar = tqdm(loader, total=steps_per_epoch, initial=self.step_in_epoch, leave=False, dynamic_ncols=True,
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.progress_off)
         t0 = last_line = time.perf_counter()
-        # Without a terminal tqdm is silent: a line every 30 s says the epoch is alive (log files).
-        lines = self.progress_off is None and bar.disable and self.dist.is_main
+        # A line every 30 s says the epoch is alive (log files; a terminal's handler skips it beside a bar).
+        lines = self.dist.is_main
         seen = 0
         # On one CPU process the loss is on the host already: check it after every step (free). Elsewhere
         # a check is a host sync, so it happens at the log interval.
@@ -207,9 +210,9 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss / seen_all:.4f}", acc=f"{acc / seen_all:.3f}")
                     if lines and time.perf_counter() - last_line > 30:
                         last_line = time.perf_counter()
-                        print(f"epoch {self.epoch + 1}/{cfg.epochs}: step {self.step_in_epoch}/{steps_per_epoch}, "
-                              f"loss {loss / seen_all:.4f}, train acc {acc / seen_all:.3f}, "
-                              f"{seen / (last_line - t0):.0f} img/s", flush=True)
+                        log.info("epoch %d/%d: step %d/%d, loss %.4f, train acc %.3f, %.0f img/s", self.epoch + 1,
+                                 cfg.epochs, self.step_in_epoch, steps_per_epoch, loss / seen_all, acc / seen_all,
+                                 seen / (last_line - t0), extra={"beside_bar": not bar.disable})
                 if cfg.dry_run:
                     break
                 # Under torchrun a Ctrl-C must stop every rank after the same step.
@@ -244,7 +247,7 @@ class Trainer:
         train_acc = float(sums["correct"]) / n
         warning = self.guard.end_of_epoch(self.epoch + 1, train_loss, train_acc, self.method.num_classes)
         if warning and self.dist.is_main:
-            tqdm.write(f"warning: {warning}")
+            log.warning(warning)
         if self.cfg.scheduler_interval == "epoch":
             for s in self.schedulers.values():
                 s.step()
@@ -280,7 +283,7 @@ class Trainer:
             if self.dist.is_main:
                 self.log.plot(self.history)
         if self.dist.is_main:
-            tqdm.write(epoch_line(record, self.cfg.epochs))
+            log.info(epoch_line(record, self.cfg.epochs))
 
     def val_subset(self, val_set: Dataset) -> Dataset:
         """The validation images evaluated each epoch (evaluation.val_subset)."""
