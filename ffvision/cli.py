@@ -19,6 +19,9 @@ from ffvision.config import FIELDS, TrainConfig, apply_overrides, load_recipe
 from ffvision.errors import ConfigError, FFVisionError
 
 RECIPES = Path(__file__).parent / "recipes"
+# The commands that train or evaluate, where the C-heap setting pays (train/heap.py); `list`, `labels` and --help
+# leave the heap alone.
+HEAP_COMMANDS = ("train", "eval", "diagnose", "bench", "predict", "cam")
 
 EPILOG_TRAIN = """examples:
   ffvision train --method asge --model vgg8 --dataset fashion-mnist --width-mult 0.25 \\
@@ -134,9 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ffvision", description="Train convolutional networks without end-to-end backpropagation "
         "(ASGE and other Forward-Forward methods) and compare them with backprop.",
-        epilog="environment: on Linux (glibc) the command keeps freed memory for reuse, which made FF-CNN's "
-        "CPU evaluation ~1.5x faster at ~16% more peak memory; FFVISION_KEEP_FREED_MEMORY=0, or any MALLOC_*_ "
-        "variable of your own, leaves the C heap at its defaults.")
+        epilog="environment: on Linux (glibc) the commands that train or evaluate keep freed memory for reuse, "
+        "which made FF-CNN's CPU evaluation ~1.5x faster at ~16% more peak memory; FFVISION_KEEP_FREED_MEMORY=0, "
+        "or any MALLOC_*_ variable of your own, leaves the C heap at its defaults.")
     parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
     # -q / -v before or after the command name (the subcommand's copy leaves the value given before alone)
     for p, default in ((parser, 0), (common := _Parser(add_help=False), argparse.SUPPRESS)):
@@ -450,9 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbosity)
-    from ffvision.train.heap import keep_freed_memory
+    if args.command in HEAP_COMMANDS:
+        from ffvision.train.heap import keep_freed_memory
 
-    keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)
+        keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)
     commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
                                 "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose}
     try:

@@ -27,11 +27,14 @@ def test_keep_freed_memory_applies_on_glibc_unless_turned_off_or_set_by_the_user
     assert _applied(MALLOC_TRIM_THRESHOLD_="1000000") == "False"  # the user's own setting wins
 
 
-def test_the_cli_applies_it_before_running_a_command(monkeypatch):
+def test_the_cli_applies_it_to_the_commands_that_train_or_evaluate_only(monkeypatch, capsys, tmp_path):
     from ffvision import cli
     from ffvision.train import heap
 
     called = []
     monkeypatch.setattr(heap, "keep_freed_memory", lambda: called.append(1) or True)
     assert cli.main(["list"]) == 0
+    assert cli.main(["labels", "--out", str(tmp_path / "l.png")]) == 0
+    assert called == []  # nothing to gain where nothing trains
+    assert cli.main(["eval", str(tmp_path / "missing.pt")]) == 2  # applied before the command runs
     assert called == [1]
