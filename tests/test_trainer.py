@@ -248,3 +248,35 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(fast_cfg: dict, monkeypatch, ca
     monkeypatch.setattr(run, "cpu_has_native_bf16", lambda: True)
     train(cfg_of(fast_cfg, amp="bf16", dry_run=True), show_progress=False)
     assert "no native bf16" not in capsys.readouterr().out
+
+
+def test_schedulers_restore_this_steps_lr_under_the_current_schedule():
+    """A resumed (possibly extended) run continues at its step's lr of the new schedule, through torch's API."""
+    import warnings
+    from types import SimpleNamespace
+
+    from ffvision.train.schedule import WarmupCosine, make_schedulers, restore_schedulers, scheduler_states
+
+    def fresh() -> dict:
+        return {"block1": torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)}
+
+    cfg = SimpleNamespace(scheduler_interval="step", epochs=2, warmup_epochs=0.5, min_lr_ratio=0.01)
+    opts = fresh()
+    scheds = make_schedulers(opts, cfg, steps_per_epoch=5)
+    for _ in range(4):
+        opts["block1"].step()
+        scheds["block1"].step()
+    saved = scheduler_states(scheds)
+    longer = SimpleNamespace(**{**vars(cfg), "epochs": 4})  # extended on resume: 20 steps
+    opts2 = fresh()
+    scheds2 = make_schedulers(opts2, longer, steps_per_epoch=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # restoring raises no warning
+        restore_schedulers(scheds2, saved)
+    lam = WarmupCosine(20, 2, 0.01)
+    assert opts2["block1"].param_groups[0]["lr"] == pytest.approx(0.1 * lam(4))
+    assert scheds2["block1"].get_last_lr() == pytest.approx([0.1 * lam(4)])
+    assert scheds2["block1"].last_epoch == 4
+    opts2["block1"].step()
+    scheds2["block1"].step()
+    assert opts2["block1"].param_groups[0]["lr"] == pytest.approx(0.1 * lam(5))

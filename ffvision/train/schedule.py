@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -40,16 +41,19 @@ def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], cfg: Any, step
 
 def restore_schedulers(schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR],
                        states: dict[str, dict[str, Any]]) -> None:
-    """Load saved scheduler states (without their lambdas: the current schedule applies) and this step's lr."""
+    """Load saved scheduler states (without their lambdas: the current schedule applies) and this step's lr.
+
+    Through torch's public API only: `load_state_dict` with a None per lambda keeps the current ones (epochs may
+    have been extended), and one `step()` from the step before re-applies this step's lr to the optimizer, which
+    building the scheduler had set to step 0's.
+    """
     for k, sd in states.items():
         sched = schedulers[k]
-        lambdas = sched.lr_lambdas
-        sched.load_state_dict({**sd, "lr_lambdas": [None] * len(lambdas)})
-        sched.lr_lambdas = lambdas  # the current schedule (epochs may have been extended)
-        # Building LambdaLR reset the optimizer's lr to step 0's; put back this step's.
-        for group, base, lam in zip(sched.optimizer.param_groups, sched.base_lrs, lambdas):
-            group["lr"] = base * lam(sched.last_epoch)
-        sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]
+        sched.load_state_dict({**sd, "lr_lambdas": [None] * len(sched.lr_lambdas)})
+        sched.last_epoch -= 1
+        with warnings.catch_warnings():  # "step() before optimizer.step()": a restore, not a training step
+            warnings.simplefilter("ignore", UserWarning)
+            sched.step()
 
 
 def scheduler_states(schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR]) -> dict[str, dict[str, Any]]:
