@@ -145,7 +145,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
                      yaml.safe_dump(used, sort_keys=False, default_flow_style=False).rstrip())
             accs = {k: round(v, 4) for k, v in test.strategies.items()}
             log.info("dry run OK: one train step, one validation and one test batch (test batch accuracy %s)", accs)
-        return {"dry_run": True, "val": trainer.history[-1]["val"], "test": test}
+        return {"dry_run": True, "val": trainer.history[-1]["val_accuracy_by_strategy"], "test": test}
     barrier()
     best = load_checkpoint(run_dir / "best.pt")  # select on validation, test once
     load_method_state(method, best["model"], f"{run_dir}/best.pt")

@@ -25,11 +25,12 @@ from ffvision.errors import ConfigError, TrainingInterrupted
 from ffvision.methods import used_config
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
+from ffvision.train.callbacks import Callback, run_callbacks
 from ffvision.train.checkpoint import load_method_state, save_checkpoint
 from ffvision.train.devices import batch_to_device
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
-from ffvision.train.outputs import RunLog, SigintHandler, epoch_line
+from ffvision.train.outputs import SigintHandler
 from ffvision.train.placement import place_method
 from ffvision.train.rngstate import rng_state, set_rng_state
 from ffvision.train.samplers import EpochSampler, make_loader
@@ -47,7 +48,7 @@ class Trainer:
         cfg: TrainConfig,
         run_dir: str | Path | None,
         meta: dict[str, Any] | None = None,
-        callbacks: list[Callable[[Trainer], None]] | None = None,
+        callbacks: list[Callback | Callable[[Trainer], None]] | None = None,
         show_progress: bool | None = None,
     ) -> None:
         self.cfg = cfg
@@ -57,9 +58,7 @@ class Trainer:
                               f"{self.dist.world_size} processes")
         self.batch_size = cfg.batch_size // self.dist.world_size  # per process
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.log = RunLog(self.run_dir, cfg.tensorboard) if self.run_dir is not None else None
         self.meta = meta or {}
-        self.callbacks = callbacks or []  # called after every step with the trainer
         placed = place_method(method, cfg, self.dist)
         self.device, self.channels_last, self.pipeline = placed.device, placed.channels_last, placed.pipeline
         self._to_device = functools.partial(batch_to_device, device=self.device, channels_last=self.channels_last)
@@ -78,7 +77,20 @@ class Trainer:
         self.train_seconds = 0.0
         self.images_seen = 0
         self._stop = False
-        self.guard = DivergenceGuard(self.run_dir, not cfg.dry_run, self.dist.is_main)
+        self._pending_sched: dict[str, Any] | None = None
+        self._pending_rng: Any = None
+        # the loop's state between hooks
+        self.steps_per_epoch = 0
+        self.step_stats: dict[str, torch.Tensor] = {}
+        self.step_images = self.epoch_images = 0
+        self.end_epoch = self.stop_fit = False  # end this epoch after the step / the run after this epoch
+        self.limit_val_batches: int | None = None
+        self.bar: Any = None
+        # On one CPU process the loss is on the host already: the guard checks it after every step (free).
+        # Elsewhere a check is a host sync, so it happens at the log interval.
+        every_step = self.device.type == "cpu" and not self.dist.enabled
+        self.guard = DivergenceGuard(self.run_dir, not cfg.dry_run, self.dist.is_main, every_step)
+        self.callbacks = run_callbacks(self, callbacks)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
@@ -115,6 +127,7 @@ class Trainer:
         if self.run_dir is not None and not self.cfg.dry_run:
             state = self.state()
             if self.dist.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
                 save_checkpoint(self.run_dir / name, state)
             dist.barrier()
 
@@ -132,137 +145,75 @@ class Trainer:
         """Divergence warnings of this run (summary.json records them)."""
         return self.guard.warnings
 
-    def _check_finite(self, value: float, where: str) -> None:
-        """Stop with TrainingDiverged if the loss is NaN/inf; last.pt then holds the last good state."""
-        self.guard.check(value, where, self.best["epoch"])
-
     def fit(self, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
         """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
-        cfg = self.cfg
-        steps_per_epoch = math.ceil(math.ceil(len(train_set) / self.dist.world_size) / self.batch_size)
-        self.schedulers = make_schedulers(self.method.optimizers, cfg, steps_per_epoch, self.schedulers)
-        if getattr(self, "_pending_sched", None):
-            restore_schedulers(self.schedulers, self._pending_sched)
-            self._pending_sched = None
-        if getattr(self, "_pending_rng", None) is not None:
-            set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
-            self._pending_rng = None
-        if self.run_dir is not None and not cfg.dry_run and self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.log.rewrite(self.history)
+        self.steps_per_epoch = math.ceil(math.ceil(len(train_set) / self.dist.world_size) / self.batch_size)
+        self._start_schedules()
         handler = SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
-        self.guard.snapshot(list(self.method.parameters()), self.state)
+        self._call("on_fit_start")
         try:
-            while self.epoch < cfg.epochs:
-                self._train_epoch(train_set, steps_per_epoch)
-                if cfg.dry_run:
-                    val = self.evaluate(val_set, "val", max_batches=1)
-                    self.history.append({"epoch": 1, "val": val})
-                    break
+            while self.epoch < self.cfg.epochs and not self.stop_fit:
+                self._train_epoch(train_set)
                 self._end_epoch(val_set)
         finally:
             if handler is not None:
                 handler.restore()
         return self.best
 
-    def _train_epoch(self, train_set: Dataset, steps_per_epoch: int) -> None:
-        """One (possibly resumed) epoch of train steps."""
-        cfg, method = self.cfg, self.method
+    def _train_epoch(self, train_set: Dataset) -> None:
+        """One (possibly resumed) epoch of training steps; the hooks run after each step and at the log interval."""
+        cfg = self.cfg
         sampler = EpochSampler(len(train_set), cfg.seed, self.epoch, self.step_in_epoch * self.batch_size,
                                self.dist.rank, self.dist.world_size)
         loader = self._loader(train_set, self.batch_size, sampler,
                               (cfg.seed * 7919 + self.epoch) * 131 + self.dist.rank)
-        bar = tqdm(loader, total=steps_per_epoch, initial=self.step_in_epoch, leave=False, dynamic_ncols=True,
-                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.progress_off)
-        t0 = last_line = time.perf_counter()
-        # A line every 30 s says the epoch is alive (log files; a terminal's handler skips it beside a bar).
-        lines = self.dist.is_main
-        seen = 0
-        # On one CPU process the loss is on the host already: check it after every step (free). Elsewhere
-        # a check is a host sync, so it happens at the log interval.
-        every_step = self.device.type == "cpu" and not self.dist.enabled
+        self.bar = tqdm(loader, total=self.steps_per_epoch, initial=self.step_in_epoch, leave=False,
+                        dynamic_ncols=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.progress_off)
+        self.epoch_images, self.end_epoch, t0 = 0, False, time.perf_counter()
+        self._call("on_train_epoch_start")
         try:
-            for x, y in bar:
+            for x, y in self.bar:
                 x, y = self._to_device(x, y)
-                stats = self.pipeline.train_step(x, y) if self.pipeline else method.train_step(x, y)
-                if every_step or self.guard.first_loss is None:
-                    step_loss = float(stats["loss_sum"]) / max(1, y.shape[0])
-                    self.guard.first(step_loss)
-                    self._check_finite(step_loss, f"epoch {self.epoch + 1} step {self.step_in_epoch + 1}")
-                for k, v in stats.items():
-                    self.epoch_sums[k] = self.epoch_sums[k] + v if k in self.epoch_sums else v
-                seen += y.shape[0]
-                self.epoch_seen += y.shape[0]
-                self.step_in_epoch += 1
-                self.global_step += 1
-                if cfg.scheduler_interval == "step":
-                    for s in self.schedulers.values():
-                        s.step()
-                for cb in self.callbacks:
-                    cb(self)
-                if self.global_step % cfg.log_interval == 0:  # the only host sync inside the epoch
-                    t = dist.all_reduce_sum(torch.stack([self.epoch_sums["loss_sum"].float().detach(),
-                                                         self.epoch_sums["correct"].float(),
-                                                         torch.tensor(float(self.epoch_seen), device=self.device)]))
-                    loss, acc, seen_all = t.tolist()
-                    self._check_finite(loss, f"epoch {self.epoch + 1} (by step {self.step_in_epoch})")
-                    self.guard.snapshot(list(method.parameters()), self.state)
-                    bar.set_postfix(loss=f"{loss / seen_all:.4f}", acc=f"{acc / seen_all:.3f}")
-                    if lines and time.perf_counter() - last_line > 30:
-                        last_line = time.perf_counter()
-                        log.info("epoch %d/%d: step %d/%d, loss %.4f, train acc %.3f, %.0f img/s", self.epoch + 1,
-                                 cfg.epochs, self.step_in_epoch, steps_per_epoch, loss / seen_all, acc / seen_all,
-                                 seen / (last_line - t0), extra={"beside_bar": not bar.disable})
-                if cfg.dry_run:
-                    break
-                # Under torchrun a Ctrl-C must stop every rank after the same step.
-                if dist.any_rank(self._stop, self.device) if self.dist.enabled else self._stop:
-                    self._stop = True
+                self.step_stats = self.pipeline.train_step(x, y) if self.pipeline else self.method.train_step(x, y)
+                self._count_step(y.shape[0])
+                self._call("on_train_batch_end")
+                if self.global_step % cfg.log_interval == 0:
+                    self._call("on_log_interval", *self._running_means())  # the only host sync inside the epoch
+                if self.end_epoch or self._stop_requested():
                     break
         except RuntimeError:
             if not self._stop:  # a DataLoader worker killed by Ctrl-C surfaces as RuntimeError
                 raise
         finally:
-            bar.close()
-            dt = time.perf_counter() - t0
-            self.train_seconds += dt
-            self.images_seen += seen * self.dist.world_size  # all ranks together
-        if self._stop and not cfg.dry_run:
-            loss = float(dist.all_reduce_sum(self.epoch_sums.get("loss_sum", torch.zeros((), device=self.device))
-                                             .float().detach().clone()))
-            self._check_finite(loss, f"epoch {self.epoch + 1}")
-            if self.run_dir is not None and self.dist.is_main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.save("last.pt")
+            self.bar.close()
+            self.train_seconds += time.perf_counter() - t0
+            self.images_seen += self.epoch_images * self.dist.world_size  # all ranks together
+        if self._stop:
+            self._call("on_interrupt")
             where = self.run_dir / "last.pt" if self.run_dir else "nothing (no run directory)"
             raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1} step {self.step_in_epoch}; "
                                       f"saved {where}; continue with: ffvision train --resume {self.run_dir}")
 
     def _end_epoch(self, val_set: Dataset) -> None:
-        """Epoch bookkeeping: validation, metrics.jsonl, curves, last.pt and best.pt."""
+        """The epoch's means, the schedules, validation and the epoch's record; then the hooks (files, checkpoints,
+        the epoch's line)."""
         sums, n = dist.reduce_sums(self.epoch_sums, self.epoch_seen, self.device)  # one sync per epoch
         n = max(1.0, n)
-        train_loss = float(sums["loss_sum"]) / n
-        self._check_finite(train_loss, f"the end of epoch {self.epoch + 1}")
-        train_acc = float(sums["correct"]) / n
-        warning = self.guard.end_of_epoch(self.epoch + 1, train_loss, train_acc, self.method.num_classes)
-        if warning and self.dist.is_main:
-            log.warning(warning)
+        self._call("on_train_epoch_end", float(sums["loss_sum"]) / n, float(sums["correct"]) / n)
         if self.cfg.scheduler_interval == "epoch":
             for s in self.schedulers.values():
                 s.step()
-        val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val"))
-        by_strategy = val.strategies
-        strategy = select_strategy(by_strategy, self.cfg.strategy, self.method.default_strategy)
+        val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val", self.limit_val_batches))
+        strategy = select_strategy(val.strategies, self.cfg.strategy, self.method.default_strategy)
         record = {
             "epoch": self.epoch + 1,
-            "train_loss": train_loss,
-            "train_accuracy": train_acc,
+            "train_loss": float(sums["loss_sum"]) / n,
+            "train_accuracy": float(sums["correct"]) / n,
             "train_layer_loss": (sums["layer_loss_sum"] / n).tolist(),
             "train_layer_accuracy": (sums["layer_correct"] / n).tolist(),
-            "val_accuracy": by_strategy[strategy],  # of the strategy chosen on validation (or given)
+            "val_accuracy": val.strategies[strategy],  # of the strategy chosen on validation (or given)
             "val_strategy": strategy,
-            "val_accuracy_by_strategy": by_strategy,
+            "val_accuracy_by_strategy": val.strategies,
             "val_layer_accuracy": val.layers,
             "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
             "train_seconds_total": self.train_seconds,
@@ -274,16 +225,50 @@ class Trainer:
         improved = record["val_accuracy"] > self.best["val_accuracy"]
         if improved:
             self.best = {"val_accuracy": record["val_accuracy"], "epoch": record["epoch"], "strategy": strategy}
-        if self.run_dir is not None:
-            if self.dist.is_main:
-                self.log.append(record)
-            if improved:
-                self.save("best.pt")
-            self.save("last.pt")
-            if self.dist.is_main:
-                self.log.plot(self.history)
-        if self.dist.is_main:
-            log.info(epoch_line(record, self.cfg.epochs))
+        self._call("on_validation_end", record, improved)
+
+    # ------------------------------------------------------------------ the loop's parts
+    def _call(self, hook: str, *args: Any) -> None:
+        """Call one hook of every callback, in order."""
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    def _start_schedules(self) -> None:
+        """Schedulers for this run's length (a resumed run's restored), then a resumed run's RNG state."""
+        self.schedulers = make_schedulers(self.method.optimizers, self.cfg, self.steps_per_epoch, self.schedulers)
+        if self._pending_sched:
+            restore_schedulers(self.schedulers, self._pending_sched)
+            self._pending_sched = None
+        if self._pending_rng is not None:
+            set_rng_state(self._pending_rng)  # last, so nothing above consumes random numbers
+            self._pending_rng = None
+
+    def _count_step(self, images: int) -> None:
+        """Add a step's on-device sums to the epoch's; advance the counters and a per-step schedule."""
+        for k, v in self.step_stats.items():
+            self.epoch_sums[k] = self.epoch_sums[k] + v if k in self.epoch_sums else v
+        self.step_images = images
+        self.epoch_images += images
+        self.epoch_seen += images
+        self.step_in_epoch += 1
+        self.global_step += 1
+        if self.cfg.scheduler_interval == "step":
+            for s in self.schedulers.values():
+                s.step()
+
+    def _running_means(self) -> tuple[float, float]:
+        """The epoch's loss and accuracy so far, over every process (a host sync)."""
+        t = dist.all_reduce_sum(torch.stack([self.epoch_sums["loss_sum"].float().detach(),
+                                             self.epoch_sums["correct"].float(),
+                                             torch.tensor(float(self.epoch_seen), device=self.device)]))
+        loss, correct, seen = t.tolist()
+        return loss / seen, correct / seen
+
+    def _stop_requested(self) -> bool:
+        """Whether to stop after this step (Ctrl-C, `request_stop`); under torchrun every rank stops together."""
+        if self.dist.enabled:
+            self._stop = dist.any_rank(self._stop, self.device)
+        return self._stop
 
     def val_subset(self, val_set: Dataset) -> Dataset:
         """The validation images evaluated each epoch (evaluation.val_subset)."""
