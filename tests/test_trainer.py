@@ -130,6 +130,59 @@ def test_nan_loss_stops_and_keeps_best_checkpoint(fast_cfg: dict):
     assert not (run / "summary.json").exists()
 
 
+def test_the_last_good_state_resumes_consistently_and_reuses_its_buffers(fast_cfg: dict):
+    """The divergence snapshot is a whole checkpoint once merged (history, sums and counters of one moment), and
+    later snapshots write into the first one's tensors instead of allocating new ones."""
+    run = Path(fast_cfg["out"])
+    ptrs = []
+
+    def poison(trainer):
+        if trainer.global_step in (2, 4, 6):
+            ptrs.append(next(iter(trainer.guard.good["model"].values())).data_ptr())
+        if trainer.global_step == 10:
+            with torch.no_grad():
+                next(trainer.method.blocks[0].parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged):
+        train(cfg_of(fast_cfg, epochs=3), callbacks=[poison], show_progress=False)
+    assert len(ptrs) == 3 and len(set(ptrs)) == 1
+    last = load_checkpoint(run / "last.pt")
+    assert [r["epoch"] for r in last["history"]] == [1] and last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["epoch_sums"].values())
+    summary = train(TrainConfig(), resume=run, show_progress=False)  # the saved state continues to the end
+    assert summary["epochs"] == 3 and [json.loads(x)["epoch"] for x in
+                                       (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_callbacks_are_called_at_named_points(fast_cfg: dict):
+    from ffvision.train.callbacks import Callback
+
+    calls = []
+
+    class Recorder(Callback):
+        def on_fit_start(self, trainer):
+            calls.append("fit")
+
+        def on_train_epoch_start(self, trainer):
+            calls.append("epoch")
+
+        def on_log_interval(self, trainer, loss, accuracy):
+            assert loss > 0 and 0 <= accuracy <= 1
+            calls.append("log")
+
+        def on_train_epoch_end(self, trainer, loss, accuracy):
+            calls.append("train_end")
+
+        def on_validation_end(self, trainer, record, improved):
+            assert record["epoch"] == trainer.epoch and (improved or trainer.best["epoch"] < record["epoch"])
+            calls.append("val_end")
+
+    train(cfg_of(fast_cfg, epochs=2), callbacks=[Recorder()], show_progress=False)
+    # 7 steps an epoch, a log interval of 2: steps 2, 4, 6 | 8, 10, 12, 14
+    assert calls == ["fit", "epoch", "log", "log", "log", "train_end", "val_end",
+                     "epoch", "log", "log", "log", "log", "train_end", "val_end"]
+
+
 def test_nan_in_the_first_epoch_leaves_a_checkpoint(fast_cfg: dict):
     def poison(trainer):
         if trainer.global_step == 1:
