@@ -3,6 +3,21 @@
 A method is a choice of blocks, readouts, how labels enter and how the trained stack
 predicts. It does not run epochs: the Trainer feeds batches to `train_step` and sums the
 on-device counters that `eval_counts` returns.
+
+A new method (docs/extending.md walks through one) is a subclass with a `spec` (methods/options.py's
+MethodSpec: name, options dataclass, strategies), registered with `@register_method`, that implements:
+
+  __init__(*, num_classes, in_channels, image_size, **options)
+      read the options with `self.options_of(options)`, append LocalBlocks to `self.blocks`, call
+      `self.build_optimizers()`;
+  optimizer_groups()
+      name -> (parameters, lr, weight decay): one optimizer each ("block1", "block2", ...).
+
+Optional, with defaults that suit blocks scored by their readouts: `prepare` (the first block's input),
+`begin_step` (a step's inputs and targets: FF builds positives and negatives here), `keep` and
+`finish_update` (updates after every block: ASGE's heads), `block_regulariser`, `scores` (more prediction
+strategies than `last`), `select_on_validation` (what a run chooses on validation: FF's voting range),
+`cam_targets`, `strategy_info`.
 """
 
 from __future__ import annotations
