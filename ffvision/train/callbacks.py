@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ffvision.train.outputs import RunLog, epoch_line
 
-if TYPE_CHECKING:
-    from ffvision.train.trainer import Trainer
+# Hooks receive the Trainer (train/trainer.py), typed `Trainer` here by name only: the trainer imports this module.
+Trainer = Any
 
 log = logging.getLogger(__name__)
 

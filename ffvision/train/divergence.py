@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -16,8 +16,8 @@ from ffvision.train.callbacks import Callback
 from ffvision.train.checkpoint import save_checkpoint
 from ffvision.train.schedule import scheduler_states
 
-if TYPE_CHECKING:
-    from ffvision.train.trainer import Trainer
+# Hooks receive the Trainer (train/trainer.py), typed `Trainer` here by name only: the trainer imports this module.
+Trainer = Any
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Trainer: feeds batches, steps schedulers, validates, checkpoints, logs.
+"""The Trainer: feeds batches, steps schedulers, validates; logs, checkpoints and guards through hooks.
 
 It knows nothing about goodness: a method's `train_step` returns on-device sums and its
 `eval_counts` returns on-device counts; the Trainer adds them up and syncs with the host
@@ -8,7 +8,6 @@ only at the log interval and at the end of an epoch.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import threading
 import time
@@ -35,8 +34,6 @@ from ffvision.train.placement import place_method
 from ffvision.train.rngstate import rng_state, set_rng_state
 from ffvision.train.samplers import EpochSampler, make_loader
 from ffvision.train.schedule import make_schedulers, restore_schedulers, scheduler_states
-
-log = logging.getLogger(__name__)
 
 
 class Trainer:
