@@ -46,3 +46,17 @@ def test_the_scan_catches_what_it_is_for():
         assert WORDS.search(text), text
     for text in ("stops the run at the step", "exit status 3", "an issue with the data", "step 12", "stop-gradient"):
         assert not WORDS.search(text), text
+
+
+def test_the_library_logs_and_only_the_command_line_prints():
+    import ast
+
+    printing = []
+    for path in sorted((ROOT / "ffvision").rglob("*.py")):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not printing, "print() outside ffvision/cli.py (log through logging.getLogger('ffvision')): " + \
+        ", ".join(printing)
