@@ -29,11 +29,16 @@ def load_module(name: str, code: str, tmp_path: Path):
 
 def test_the_new_model_example_builds(tmp_path: Path):
     import ffvision
+    from ffvision.models.registry import _MODELS
 
     code = next(b for b in python_blocks() if "@register_model" in b)
-    load_module("doc_vgg6", code, tmp_path)
-    net = ffvision.create_model("vgg6", in_channels=1, num_classes=10)
-    assert net(torch.rand(2, 1, 32, 32)).shape == (2, 10) and "vgg6" in ffvision.list_models()
+    try:
+        load_module("doc_vgg6", code, tmp_path)
+        net = ffvision.create_model("vgg6", in_channels=1, num_classes=10)
+        assert net(torch.rand(2, 1, 32, 32)).shape == (2, 10) and "vgg6" in ffvision.list_models()
+    finally:
+        _MODELS.pop("vgg6", None)
+        sys.modules.pop("doc_vgg6", None)
 
 
 def test_the_new_method_example_trains_through_the_cli(tmp_path: Path, fast_cfg: dict, capsys):
