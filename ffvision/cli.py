@@ -50,12 +50,18 @@ def _resolve_recipe(name: str) -> Path:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (width_mult -> --width-mult), defaults suppressed."""
-    from ffvision.methods.registry import list_methods, method_defaults
+    """One flag per TrainConfig field (width_mult -> --width-mult), defaults suppressed; --help groups them into
+    the options every run has and each method's own."""
+    from ffvision.methods.registry import list_methods, method_defaults, method_specific
 
     declared = {m: method_defaults(m) for m in list_methods()}  # the methods' own option defaults
+    owners = method_specific(FIELDS)
+    groups = {"": p.add_argument_group("options of every run")}
+    for methods in sorted({", ".join(o) for o in owners.values()}, key=lambda k: (k.count(","), k)):
+        groups[methods] = p.add_argument_group(f"options of {methods}")
     hints = typing.get_type_hints(TrainConfig)
     for name, f in FIELDS.items():
+        g = groups[", ".join(owners.get(name, []))]
         flag = "--" + name.replace("_", "-")
         args = typing.get_args(hints[name]) or (hints[name],)
         base = next(a for a in args if a is not type(None))
@@ -66,12 +72,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         elif default is None:  # a method's option: its default is the method's declaration
             helptext += method_default_text(name, declared)
         if base is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
                            help=helptext)
         elif typing.get_origin(base) is list:
-            p.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
+            g.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
         else:
-            p.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext,
+            g.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext,
                            metavar=name.upper())
 
 

@@ -289,3 +289,13 @@ def test_a_recipe_with_another_method_keeps_only_what_applies(fast_cfg: dict, ca
 def test_a_bad_choice_names_the_choices_in_one_line(capsys, flag, value, pattern):
     code, _, err = run_cli(capsys, "train", "--method", "hinton", flag, value)
     assert_one_line_error(code, err, pattern)
+
+
+def test_train_help_groups_the_options_by_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    every = out.split("options of every run:")[1].split("\noptions of ")[0]
+    assert "--epochs" in every and "--head-lr" not in every
+    assert "--head-lr" in out.split("options of asge:")[1].split("\noptions of ")[0]
+    assert "--num-negatives" in out.split("options of ffcnn, hinton:")[1].split("\noptions of ")[0]
