@@ -271,11 +271,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ffvision.train.run import train
 
     given = {k: v for k, v in vars(args).items() if k in FIELDS}
-    quiet = False if args.verbosity < 0 else None  # -q: no progress bar either; else tqdm decides (a terminal)
+    progress = False if args.verbosity < 0 else None  # -q: no progress bar either; else tqdm decides (a terminal)
     if args.resume:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
-        summary = train(TrainConfig(), resume=args.resume, overrides=given, show_progress=quiet)
+        summary = train(TrainConfig(), resume=args.resume, overrides=given, show_progress=progress)
         if args.verbosity < 0:
             from ffvision.train.run import format_report
 
@@ -300,7 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, recipe, source=str(path))
     cfg = apply_overrides(cfg, given, source="command line")
     check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
-    summary = train(cfg, show_progress=quiet)
+    summary = train(cfg, show_progress=progress)
     if args.verbosity < 0:  # quiet: the result is still the command's output
         from ffvision.train.run import format_report
 
