@@ -180,6 +180,26 @@ def report(paths: list[Path]) -> list[str]:
     return out
 
 
+def bench_report(paths: list[Path]) -> list[str]:
+    """Markdown rows of the speed protocol: per entry and method, img/s and exact peak memory, and each against
+    the entry's first (the method measured) as ratios."""
+    latest: dict[str, dict] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            latest[r["name"]] = r
+    out = ["| entry | run | train img/s | exact peak (MiB) | process peak (MiB) | the method ÷ this run: img/s, "
+           "memory | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in latest.items():
+        first = next(iter(r["runs"]))
+        for run, m in r["runs"].items():
+            q = r.get("ratios", {}).get(run)
+            vs = f"{first}: ×{q['throughput']:.2f}, ×{q['memory']:.2f}" if q else "—"
+            out.append(f"| {name} | {run} | {m['images_per_second']:.1f} | {m['peak_memory_bytes'] / 2**20:.1f} | "
+                       f"{m['process_peak_bytes'] / 2**20:.0f} | {vs} | {r['machine']} | {r['commit']} | {r['date']} |")
+    return out
+
+
 def main() -> None:
     """Run or report one protocol."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,7 +214,7 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        print("\n".join(report(paths)))
+        print("\n".join((bench_report if "bench" in spec else report)(paths)))
         return
     out = args.out or default_out(args.protocol, args.device)
     (run_bench if "bench" in spec else run_training)(args.protocol, spec, args, out)
