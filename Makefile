@@ -23,7 +23,7 @@ fmnist:
 	  || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist)
 
 # Train ASGE (VGG8, width 0.25) on 10,000 FashionMNIST images for 3 epochs; print test accuracy
-# of every prediction strategy. About 5 minutes on 2 CPU cores.
+# of every prediction strategy. About a minute on 2 idle CPU cores (81.6% test by goodness-sum).
 demo: $(STAMP) fmnist
 	$(BIN)/ffvision train --method asge --model vgg8 --width-mult 0.25 --dataset fashion-mnist \
 	  --train-subset 10000 --epochs 3 --batch-size 128
