@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 
 from protocol import emit
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="append the pick and its test record here")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the runs' progress
     records = [json.loads(line) for line in Path(args.sweep).read_text().splitlines() if line.strip()]
     records = [r for r in records if r["name"].startswith(args.prefix) and r.get("run_dir")]
     if not records:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import statistics
 import subprocess
@@ -211,6 +212,7 @@ def main() -> None:
     ap.add_argument("--runs-dir", default="runs/protocols", help="where the runs train")
     ap.add_argument("--report", nargs="*", type=Path, default=None, help="print the markdown table of these records")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the runs' progress
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))

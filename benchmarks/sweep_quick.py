@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +72,7 @@ def main() -> None:
     ap.add_argument("--common", default="", help="'key=value ...' applied to every config before its own")
     ap.add_argument("--runs-dir", default=None, help="train each config into DIR/NAME, keeping best.pt")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the runs' progress
     if args.report:
         print("\n".join(sweep_rows(args.report, args.configs or None)))
         return
