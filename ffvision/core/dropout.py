@@ -1,8 +1,8 @@
 """Dropout whose mask costs a fraction of torch's on the CPU (same distribution, same module interface).
 
 On the CPU `torch.nn.functional.dropout` draws one random number per element (`bernoulli_`),
-which took 16-29% of an ASGE or backprop training step of VGG8 at width 0.25 (profiled,
-docs/results.md section 2). This module draws one 64-bit word per four elements from torch's
+which took 16-29% of an ASGE or backprop training step of VGG8 at width 0.25 (profiled).
+This module draws one 64-bit word per four elements from torch's
 generator and compares each 16-bit lane with a threshold: each element is dropped with
 probability round(p * 65536) / 65536 (within 1e-5 of p), independently, and kept elements are
 scaled by 1 / (1 - that probability), so the expectation is unchanged. Seeded runs stay
@@ -53,7 +53,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True, inplace: bool
         return F.dropout(x, p, training, inplace)
     keep, p_exact = keep_mask(x, p)
     # bool -> float conversion is unvectorised on the CPU; a uint8 view of the same mask multiplies
-    # ~6x faster (4 M bf16 values: 5.2 vs 0.8 ms with the layout, benchmarks/cpu_kernels.py); the scale
+    # ~6x faster (4 M bf16 values: 5.2 vs 0.8 ms with the layout, timed alone); the scale
     # goes in place (one buffer, not two)
     if torch.compiler.is_compiling():  # the compiler fuses compare, convert and multiply into one loop
         return x * keep.to(x.dtype) * (1.0 / (1.0 - p_exact))

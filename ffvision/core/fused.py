@@ -12,7 +12,7 @@ block has handed h off before), where autograd's chain (conv, ReLU, square or no
 matmul) keeps h twice or more and allocates a gradient per op. Two details matter as much:
 autograd must not materialise a zero gradient for the (non-differentiable) h output, and the
 convolutions (forward and weight gradient) run in batch slices where the CPU convolution
-reorders NCHW buffers (`slices_for`). Measured (docs/results.md section 2): VGG8 x0.25, batch
+reorders NCHW buffers (`slices_for`). Measured: VGG8 x0.25, batch
 128, float32, the exact peak falls from 135.9 to 81.7 MiB (0.39x backprop's) and a step is
 ~1.4x faster, so it is on by default (`fused_readout`). Under autocast the conv runs in the autocast dtype, goodness
 and projection in float32. Used by `LocalBlock` while training; evaluation and class
@@ -94,7 +94,7 @@ def _grad_over_h_(h: torch.Tensor, dscores: torch.Tensor, projection: torch.Tens
     dg = ((dscores.float() @ projection.T) * (2.0 / area)).to(h.dtype).view(b, c, grid, grid)
     if is_channels_last_only(h):
         # dL/dg in h's own layout (channels innermost): a broadcast over channels-strided values
-        # made this multiply ~6x slower than the one over h's memory order (benchmarks/cpu_kernels.py)
+        # made this multiply ~6x slower than the one over h's memory order (timed alone)
         dg = dg.contiguous(memory_format=torch.channels_last)
     _patch_view(h, grid).mul_(dg.unsqueeze(3).unsqueeze(5))  # (B, C, P, 1, P, 1) over (B, C, P, H/P, P, W/P)
 
@@ -110,7 +110,7 @@ def _readout(compiled: bool) -> Any:
 
     Compiled, its ReLU, squares, patch means and projection fuse into one loop (~3x faster than
     eager). The gradient over h stays eager either way: one multiply in h's memory order, which
-    measured ~2x faster than the compiler's loop for grids above 1 (benchmarks/cpu_kernels.py).
+    measured ~2x faster than the compiler's loop for grids above 1 (timed alone).
     """
     return _compiled_readout() if compiled else _readout_
 

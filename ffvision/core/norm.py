@@ -48,7 +48,7 @@ def _slices(x: torch.Tensor) -> list[slice] | None:
     A float32 result of a bf16 map computed whole needs a float32 temporary twice the map's size
     (the float32 copy inside vector_norm, the float32 quotient): fresh pages at every call. A few
     samples at a time it stays cache-sized (bf16 hand-off of VGG8 x0.25 layer 1: the RMS norm
-    2.5 -> 1.2 ms, benchmarks/cpu_kernels.py); the values are the same.
+    2.5 -> 1.2 ms, timed alone); the values are the same.
     """
     if x.dtype == torch.float32 or x.ndim < 2 or x.shape[0] < 2 * _SLICES or (
             torch.is_grad_enabled() and x.requires_grad):

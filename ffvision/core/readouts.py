@@ -35,7 +35,7 @@ def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -
 def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
     """Mean of h^2 over each of the P x P patches that tile h exactly, (B, C, P, P) in float32.
 
-    Measured on the CPU (docs/results.md section 2), each form where it is fastest:
+    Measured on the CPU, each form where it is fastest:
     float32 with P <= 2: per-patch vector norms, reduced in one pass without materialising h^2
     (several times faster than pooling h^2); float32 with P > 2: pooled squares; bf16: the pooled
     bf16 squares, accumulated in float32 by the pooling kernel and rounded to bf16 once (relative

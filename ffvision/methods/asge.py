@@ -79,7 +79,7 @@ class ASGE(LocalMethod):
 
     spec = METHODS["asge"]
     # On a CPU with native bf16 (AMD EPYC Zen 5), bf16 + channels_last train ~2x faster than float32
-    # (quick protocol 1541 vs 764 img/s) without losing accuracy (81.57 vs 81.30%, docs/results.md section 2).
+    # (quick protocol 1541 vs 764 img/s) without losing accuracy (81.57 vs 81.30%).
     cpu_bf16 = True
     cpu_channels_last = True
 
@@ -136,7 +136,7 @@ class ASGE(LocalMethod):
         Adam moves every weight by about lr a step whatever the layer's fan-in, while the weights'
         Kaiming scale shrinks as 1/sqrt(fan-in): at lr 1e-2 the first steps of a 128-channel layer
         (fan-in 1152, weight std 0.042) shift its pre-activations so far that most of its channels
-        stop firing (docs/results.md section 9). Scaling by 1/sqrt(fan-in) keeps the step relative
+        stop firing (measured on the medium protocol). Scaling by 1/sqrt(fan-in) keeps the step relative
         to the weights' size the same in every layer.
         """
         if self.lr_fan_in is None:

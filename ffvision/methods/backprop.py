@@ -75,7 +75,7 @@ class Backprop(LocalMethod):
                               f"not {o.model!r}")
         self.lr, self.weight_decay, self.memory_saving = o.lr, o.weight_decay, o.memory_saving
         # measured on the VGG stacks only (bf16 + channels_last ~1.9x float32 on a Zen 5 CPU, quick-protocol
-        # accuracy 79.91 vs 79.85%, docs/results.md section 2); other models keep float32 on the CPU
+        # accuracy 79.91 vs 79.85%); other models keep float32 on the CPU
         self.cpu_bf16 = self.cpu_channels_last = o.model.startswith("vgg")
         if o.init_weights:
             if not hasattr(net, "load_torchvision_weights"):

@@ -52,7 +52,7 @@ class LocalMethod(nn.Module):
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
     native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
-    cpu_channels_last: bool = False  # and channels_last with it (measured per method, docs/results.md section 2)
+    cpu_channels_last: bool = False  # and channels_last with it (measured per method)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass with a `spec` takes its name and strategies from it (declared once)."""

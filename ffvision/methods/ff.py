@@ -28,7 +28,7 @@ before layer 1 too, as in Hinton's reference code):
   k distinct wrong labels per image: symba becomes the cross-entropy of the positive
   against its k negatives (a sampled softmax; k = N - 1 is the "ce" loss), bce scores each, the
   positives and the negatives weighing half each, as with one negative (at k times the positive's
-  weight, 9 negatives collapsed the recipe on validation: 11%, docs/results.md section 5).
+  weight, 9 negatives collapsed the recipe on validation: 11%).
 With `peer_norm` W > 0 each trained layer also minimises W * mean_j (r_j - mean r)^2 over the running mean
 activities r_j of its units (Hinton's peer normalisation; block_regulariser), so units cannot go silent.
 Which layers learn (`train_first_layer`: layer 1 may keep its random weights) and which
@@ -197,7 +197,7 @@ class GoodnessFF(LocalMethod):
         # Rows (images x labels) per evaluation pass: by default as many as keep the widest layer's
         # float32 map under EVAL_PASS_BYTES. Larger passes are mapped and zeroed afresh by the
         # allocator each time: 128-filter FF-CNN goodness ran at 9-10 img/s in passes of 4,096 rows
-        # and at 24-26 in passes of 64-128 (docs/results.md section 5).
+        # and at 24-26 in passes of 64-128 (measured).
         self.max_eval_batch = o.max_eval_batch or max(1, EVAL_PASS_BYTES // (4 * widest))
         self.trained = [i for i in range(n_layers) if i > 0 or train_first_layer]
         self.frozen = set(range(n_layers)) - set(self.trained)  # a fixed (random) layer 1 learns nothing
@@ -502,10 +502,10 @@ class FFCNN(GoodnessFF):
     """FF-CNN with spatially-extended labels (Fourier or morphological patterns)."""
 
     spec = METHODS["ffcnn"]
-    # the softmax over all labels wants a sharper temperature than SymBa's 4 (validation, docs/results.md
-    # section 5: 1 -> 59.1%, 4 -> 64.6, 16 -> 66.7, 64 -> 60.7 on the first Fourier set)
+    # the softmax over all labels wants a sharper temperature than SymBa's 4 (validation:
+    # 1 -> 59.1%, 4 -> 64.6, 16 -> 66.7, 64 -> 60.7 on the first Fourier set)
     ce_goodness_scale = 16.0
-    cpu_bf16 = True  # conv stacks: the CPU's bf16 units pay off (docs/results.md), where it has them
+    cpu_bf16 = True  # conv stacks: the CPU's bf16 units pay off (docs/performance.md), where it has them
 
     def check_labels(self, labels: str) -> None:
         """Spatial labels only."""

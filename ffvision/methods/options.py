@@ -33,7 +33,7 @@ class ASGEOptions(MethodOptions):
     """ASGE: spatial goodness readouts through fixed projections, linear heads, early exit."""
 
     # Defaults for runs without a recipe, chosen on the validation split of the quick protocol
-    # (docs/results.md): with the paper's lr 2e-4 and Kaiming-initialised heads, 3 epochs move each
+    # (docs/methods.md): with the paper's lr 2e-4 and Kaiming-initialised heads, 3 epochs move each
     # head weight by at most ~0.05 (Adam) against an init std of ~0.18, so the summed heads stay
     # near their random init; zero-initialised heads and lr 1e-2 learn in a few hundred steps.
     # The paper's recipe is in recipes/asge-*.yaml.
@@ -41,7 +41,7 @@ class ASGEOptions(MethodOptions):
     lr: float = 1e-2
     # No dropout (the VGG stacks' default is 0.1, the paper's, which the recipes keep): better on
     # validation at 3 epochs (goodness-sum 80.82 vs 79.86%, heads 79.54 vs 77.42%) and at 15 on the
-    # full split (91.66 vs 91.34%), and ~1.3x faster on the CPU (docs/results.md sections 1, 2, 9).
+    # full split (91.66 vs 91.34%), and ~1.3x faster on the CPU (docs/methods.md).
     dropout: float | None = 0.0
     filters: int | None = None
     alpha: float = 1.0

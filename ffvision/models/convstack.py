@@ -17,7 +17,7 @@ from ffvision.core.spectral import CONV_IMPLS, SpectrumCache, prefer_spectral, s
 from ffvision.errors import ConfigError
 from ffvision.models.registry import register_model
 
-# (channels, pool after the layer). From methods.md section 1.
+# (channels, pool after the layer). From the ASGE paper (docs/methods.md).
 VGG8 = [(128, False), (256, True), (256, False), (512, True), (512, True), (512, True), (512, False)]
 VGG11 = [(128, False), (256, True), (256, False), (512, True), (512, False), (512, True),
          (512, False), (512, True), (512, False), (512, False)]
