@@ -22,6 +22,9 @@ RECIPES = Path(__file__).parent / "recipes"
 # The commands that train or evaluate, where the C-heap setting pays (train/heap.py); `list`, `labels` and --help
 # leave the heap alone.
 HEAP_COMMANDS = ("train", "eval", "diagnose", "bench", "predict", "cam")
+# `ffvision bench`'s flags that are run options (checked as `ffvision train` checks them); the rest are its own
+BENCH_FIELDS = ("method", "model", "batch_size", "device", "width_mult", "dropout", "granularity", "amp",
+                "channels_last", "compile")
 
 EPILOG_TRAIN = """examples:
   ffvision train --method asge --model vgg8 --dataset fashion-mnist --width-mult 0.25 \\
@@ -59,26 +62,31 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     groups = {"": p.add_argument_group("options of every run")}
     for methods in sorted({", ".join(o) for o in owners.values()}, key=lambda k: (k.count(","), k)):
         groups[methods] = p.add_argument_group(f"options of {methods}")
-    hints = typing.get_type_hints(TrainConfig)
-    for name, f in FIELDS.items():
-        g = groups[", ".join(owners.get(name, []))]
-        flag = "--" + name.replace("_", "-")
-        args = typing.get_args(hints[name]) or (hints[name],)
-        base = next(a for a in args if a is not type(None))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        helptext = f.metadata.get("help", "")
-        if default is not None and "(default" not in helptext:
-            helptext += f" [default: {default}]"
-        elif default is None:  # a method's option: its default is the method's declaration
-            helptext += method_default_text(name, declared)
-        if base is bool:
-            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=helptext)
-        elif typing.get_origin(base) is list:
-            g.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
-        else:
-            g.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext,
-                           metavar=name.upper())
+    for name in FIELDS:
+        add_field_flag(groups[", ".join(owners.get(name, []))], name, declared)
+
+
+def add_field_flag(p: argparse._ActionsContainer, name: str, declared: dict[str, dict[str, Any]]) -> None:
+    """The flag of TrainConfig field `name` (width_mult -> --width-mult): its type, help and default from the
+    field's declaration (a method's option: from the methods' declarations); the default is suppressed, so a
+    flag not given is absent from the parsed arguments."""
+    f = FIELDS[name]
+    hint = typing.get_type_hints(TrainConfig)[name]
+    base = next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
+    flag = "--" + name.replace("_", "-")
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    helptext = f.metadata.get("help", "")
+    if default is not None and "(default" not in helptext:
+        helptext += f" [default: {default}]"
+    elif default is None:  # a method's option: its default is the method's declaration
+        helptext += method_default_text(name, declared)
+    if base is bool:
+        p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                       help=helptext)
+    elif typing.get_origin(base) is list:
+        p.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
+    else:
+        p.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext, metavar=name.upper())
 
 
 def method_default_text(name: str, declared: dict[str, dict[str, Any]]) -> str:
@@ -219,29 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "(backprop over 4 micro-batches, gradients accumulated).",
                         epilog="example:\n  ffvision bench --method asge --model vgg8 --batch-size 128 --compare "
                         "bp,bp-checkpoint,bp-accum --json bench.json")
-    bn.add_argument("--method", default="asge", help="method to measure [default: asge]")
-    bn.add_argument("--model", default="vgg8", help="architecture [default: vgg8]")
-    bn.add_argument("--batch-size", type=int, default=128, help="batch size [default: 128]")
-    bn.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+    from ffvision.methods.registry import list_methods, method_defaults
+
+    declared = {m: method_defaults(m) for m in list_methods()}
+    for name in BENCH_FIELDS:  # declared once, in TrainConfig (and the methods' options): as `ffvision train` has them
+        add_field_flag(bn, name, declared)
     bn.add_argument("--compare", default=None, help="also measure these (comma-separated) on the same network: "
                     "bp, bp-checkpoint, bp-accum, or another method")
-    bn.add_argument("--width-mult", type=float, default=None, help="channel width multiplier")
-    bn.add_argument("--dropout", type=float, default=None,
-                    help="dropout of every row [default: each method's own, as in `ffvision train`: asge 0, bp 0.1]")
-    bn.add_argument("--granularity", choices=["layer", "block", "stage"], default=None,
-                    help="sff only: what one local block is [default: block]")
     bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
     bn.add_argument("--image-size", type=int, default=32, help="input size in px [default: 32]")
     bn.add_argument("--num-classes", type=int, default=10, help="classes [default: 10]")
     bn.add_argument("--steps", type=int, default=10, help="timed steps [default: 10]")
     bn.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps [default: 3]")
-    bn.add_argument("--amp", choices=["auto", "off", "bf16"], default="auto",
-                    help="bf16 autocast; auto resolves per method as in `ffvision train` [default: auto]")
-    bn.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                    help="channels_last memory format [default: as in `ffvision train`]")
     bn.add_argument("--repeats", type=int, default=1,
                     help="speed runs per method, the methods taking turns; the median is reported [default: 1]")
-    bn.add_argument("--compile", action="store_true", help="torch.compile each block")
     bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
 
     dg = sub.add_parser("diagnose", parents=[common],
@@ -385,26 +384,25 @@ def cmd_labels(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """ffvision bench."""
     from ffvision.bench import BP_VARIANTS, bench, format_table
-    from ffvision.methods import method_class
+    from ffvision.methods import check_options, method_class, resolve
     from ffvision.models import list_models
 
-    method_class(args.method)
+    given = {k: v for k, v in vars(args).items() if k in BENCH_FIELDS}
+    cfg = resolve(apply_overrides(TrainConfig(), given, source="command line"))  # train's checks, train's messages
+    check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})
+    method_class(cfg.method)
     for other in (args.compare or "").split(","):
         if other and other not in BP_VARIANTS:
             method_class(other)
-    if args.model not in list_models():
+    if cfg.model not in list_models():
         from ffvision.errors import unknown_name
 
-        raise unknown_name("model", args.model, list_models())
-    if args.dropout is not None and not 0 <= args.dropout < 1:
-        raise ConfigError(f"--dropout must be in [0, 1), got {args.dropout}")
-    if args.granularity and args.method != "sff":
-        raise ConfigError(f"--granularity applies to --method sff, not {args.method}")
-    res = bench(args.method, args.model, args.batch_size, device=args.device, compare=args.compare,
+        raise unknown_name("model", cfg.model, list_models())
+    kwargs = {k: given.get(k) for k in ("width_mult", "granularity", "dropout")}  # None: the method's default
+    res = bench(cfg.method, cfg.model, cfg.batch_size, device=cfg.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
-                steps=args.steps, warmup=args.warmup, amp=args.amp, channels_last=args.channels_last,
-                compile=args.compile, repeats=args.repeats,
-                method_kwargs={"width_mult": args.width_mult, "granularity": args.granularity, "dropout": args.dropout})
+                steps=args.steps, warmup=args.warmup, amp=cfg.amp, channels_last=cfg.channels_last,
+                compile=cfg.compile, repeats=args.repeats, method_kwargs=kwargs)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

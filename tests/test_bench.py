@@ -57,12 +57,19 @@ def test_bench_sff_granularity_and_bad_input(capsys, tmp_path: Path):
                            "--image-size", "28", "--json", str(tmp_path / "sff.json"))
     assert code == 0, err
     assert json.loads((tmp_path / "sff.json").read_text())["method_kwargs"] == {"granularity": "layer"}
+    # the run options are checked as `ffvision train` checks them, with its messages
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--granularity", "layer")
-    assert_one_line_error(code, err, "--granularity applies to --method sff")
+    assert_one_line_error(code, err, "--granularity does not apply to method 'asge'; it is an option of sff")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg99")
     assert_one_line_error(code, err, "unknown model 'vgg99'")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-size", "0")
+    assert_one_line_error(code, err, "batch_size must be positive, got 0")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--steps", "0")
     assert_one_line_error(code, err, "batch size, steps and repeats must be positive")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--dropout", "1.5")
+    assert_one_line_error(code, err, r"dropout must be in \[0, 1\), got 1.5")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--amp", "fp8")
+    assert_one_line_error(code, err, "amp must be one of auto, bf16, off, got 'fp8'")
 
 
 def test_sweep_words_and_the_validation_pick(monkeypatch):
