@@ -275,11 +275,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
         summary = train(TrainConfig(), resume=args.resume, overrides=given, show_progress=progress)
-        if args.verbosity < 0:
-            from ffvision.train.run import format_report
+    else:
+        summary = train(_train_config(args, given), show_progress=progress)
+    if args.verbosity < 0:  # quiet: the result is still the command's output
+        from ffvision.train.run import format_report
 
-            print("\n".join(format_report(summary)))
-        return 3 if summary.get("diverged") else 0
+        print("\n".join(format_report(summary)))
+    if summary.get("diverged"):  # finished, but the loss exploded: not a success
+        print(f"error: the run diverged: {summary['warnings'][0]}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _train_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfig:
+    """The config of a new run: defaults < --config recipe < flags, each flag checked against the method."""
     from ffvision.methods import check_options
 
     cfg = TrainConfig()
@@ -299,15 +308,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = apply_overrides(cfg, recipe, source=str(path))
     cfg = apply_overrides(cfg, given, source="command line")
     check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
-    summary = train(cfg, show_progress=progress)
-    if args.verbosity < 0:  # quiet: the result is still the command's output
-        from ffvision.train.run import format_report
-
-        print("\n".join(format_report(summary)))
-    if summary.get("diverged"):  # finished, but the loss exploded: not a success
-        print(f"error: the run diverged: {summary['warnings'][0]}", file=sys.stderr)
-        return 3
-    return 0
+    return cfg
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -12,12 +12,9 @@ import torch
 
 from ffvision.errors import TrainingDiverged
 from ffvision.train import distributed as dist
-from ffvision.train.callbacks import Callback
+from ffvision.train.callbacks import Callback, Trainer
 from ffvision.train.checkpoint import save_checkpoint
 from ffvision.train.schedule import scheduler_states
-
-# Hooks receive the Trainer (train/trainer.py), typed `Trainer` here by name only: the trainer imports this module.
-Trainer = Any
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from ffvision.methods import (
     resolve,
     used_config,
 )
+from ffvision.train.callbacks import Callback
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.devices import cpu_has_native_bf16
 from ffvision.train.distributed import DistInfo, barrier, broadcast_object, init_distributed
@@ -80,7 +81,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
-          callbacks: list[Callable[[Trainer], None]] | None = None,
+          callbacks: list[Callback | Callable[[Trainer], None]] | None = None,
           show_progress: bool | None = None) -> dict[str, Any]:
     """Train, select on validation, test once with the best model; returns summary.json's dict.
 
@@ -107,7 +108,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
 
 
 def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, info: DistInfo,
-           callbacks: list[Callable[[Trainer], None]] | None, show_progress: bool | None) -> dict[str, Any]:
+           callbacks: list[Callback | Callable[[Trainer], None]] | None, show_progress: bool | None) -> dict[str, Any]:
     """The body of `train` once the config is checked: data, method, trainer, fit and the test."""
     seed_everything(cfg.seed)  # identical initial weights on every rank
     image_size = cfg.image_size
