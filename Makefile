@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.ffvision-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint fmnist install clean
+.PHONY: demo test lint docs fmnist install clean
 
 # Virtual environment with torch/torchvision (pinned releases that pip finds on this machine's disk).
 $(STAMP): pyproject.toml
@@ -34,6 +34,10 @@ test: $(STAMP) fmnist
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# docs/options.md is generated from the options' declarations (tests/test_options.py checks it is current).
+docs: $(STAMP)
+	$(BIN)/ffvision list --options > docs/options.md
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

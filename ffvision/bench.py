@@ -79,8 +79,10 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     import torch
 
     import ffvision
+    from ffvision import kernels
     from ffvision.train.devices import resolve_device
 
+    kernels.set_enabled(opts.get("kernels", "on") == "on")
     dev = resolve_device(opts["device"])
     torch.manual_seed(0)
     b, c, s = opts["batch_size"], opts["in_channels"], opts["image_size"]
@@ -153,14 +155,14 @@ def run_in_fresh_process(opts: dict[str, Any], what: str) -> dict[str, Any]:
 
 def bench(method: str, model: str, batch_size: int, *, device: str = "auto", compare: str | None = None,
           in_channels: int = 1, image_size: int = 32, num_classes: int = 10, steps: int = 10, warmup: int = 3,
-          amp: str = "auto", channels_last: bool | None = None, compile: bool = False,
+          amp: str = "auto", channels_last: bool | None = None, compile: bool = False, kernels: str = "on",
           method_kwargs: dict[str, Any] | None = None, repeats: int = 1) -> dict[str, Any]:
     """Measure `method` (and `compare`, e.g. bp, on the same network) in fresh processes."""
     if batch_size < 1 or steps < 1 or warmup < 0 or repeats < 1:
         raise ConfigError("batch size, steps and repeats must be positive")
     common = {"model": model, "batch_size": batch_size, "device": device, "in_channels": in_channels,
               "image_size": image_size, "num_classes": num_classes, "steps": steps, "warmup": warmup, "amp": amp,
-              "channels_last": channels_last, "compile": compile}
+              "channels_last": channels_last, "compile": compile, "kernels": kernels}
     kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
     compares = [c for c in (compare or "").split(",") if c]
     shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}

@@ -7,7 +7,6 @@ and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
@@ -15,16 +14,16 @@ import typing
 from pathlib import Path
 from typing import Any, Sequence
 
-from ffvision.config import FIELDS, TrainConfig, apply_overrides, load_recipe
+from ffvision.config import RUN_OPTIONS, TOPICS, TrainConfig, apply_overrides, load_recipe, method_option_declarations
 from ffvision.errors import ConfigError, FFVisionError
+from ffvision.options import Declaration
 
 RECIPES = Path(__file__).parent / "recipes"
 # The commands that train or evaluate, where the C-heap setting pays (train/heap.py); `list`, `labels` and --help
 # leave the heap alone.
 HEAP_COMMANDS = ("train", "eval", "diagnose", "bench", "predict", "cam")
-# `ffvision bench`'s flags that are run options (checked as `ffvision train` checks them); the rest are its own
-BENCH_FIELDS = ("method", "model", "batch_size", "device", "width_mult", "dropout", "granularity", "amp",
-                "channels_last", "compile")
+# The run options `ffvision bench` takes (checked as `ffvision train` checks them), beside every method option
+BENCH_RUN_OPTIONS = ("method", "batch_size", "device", "amp", "channels_last", "compile", "kernels")
 
 EPILOG_TRAIN = """examples:
   ffvision train --method asge --model vgg8 --dataset fashion-mnist --width-mult 0.25 \\
@@ -52,51 +51,85 @@ def _resolve_recipe(name: str) -> Path:
     raise ConfigError(f"recipe {name!r} not found; shipped recipes: {', '.join(_recipe_names())}")
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (width_mult -> --width-mult), defaults suppressed; --help groups them into
-    the options every run has and each method's own."""
-    from ffvision.methods.registry import list_methods, method_defaults, method_specific
-
-    declared = {m: method_defaults(m) for m in list_methods()}  # the methods' own option defaults
-    owners = method_specific(FIELDS)
-    groups = {"": p.add_argument_group("options of every run")}
-    for methods in sorted({", ".join(o) for o in owners.values()}, key=lambda k: (k.count(","), k)):
-        groups[methods] = p.add_argument_group(f"options of {methods}")
-    for name in FIELDS:
-        add_field_flag(groups[", ".join(owners.get(name, []))], name, declared)
+def flag_declarations() -> dict[str, Declaration]:
+    """Every option with a flag: the run's (config.py), then every registered method's (methods/options.py)."""
+    return {**RUN_OPTIONS, **method_option_declarations()}
 
 
-def add_field_flag(p: argparse._ActionsContainer, name: str, declared: dict[str, dict[str, Any]]) -> None:
-    """The flag of TrainConfig field `name` (width_mult -> --width-mult): its type, help and default from the
-    field's declaration (a method's option: from the methods' declarations); the default is suppressed, so a
-    flag not given is absent from the parsed arguments."""
-    f = FIELDS[name]
-    hint = typing.get_type_hints(TrainConfig)[name]
-    base = next(a for a in (typing.get_args(hint) or (hint,)) if a is not type(None))
-    flag = "--" + name.replace("_", "-")
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    helptext = f.metadata.get("help", "")
-    if default is not None and "(default" not in helptext:
-        helptext += f" [default: {default}]"
-    elif default is None:  # a method's option: its default is the method's declaration
-        helptext += method_default_text(name, declared)
-    if base is bool:
-        p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                       help=helptext)
-    elif typing.get_origin(base) is list:
-        p.add_argument(flag, dest=name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext)
+def option_groups() -> dict[str, list[str]]:
+    """--help's groups of options: the run's by topic, then the methods' by the methods that take them."""
+    from ffvision.methods.registry import list_methods, option_declarations, option_owners
+
+    groups: dict[str, list[str]] = {f"run options: {t}": [] for t in TOPICS}
+    for name, d in RUN_OPTIONS.items():
+        groups[f"run options: {d.topic}"].append(name)
+    everyone = len(list_methods())
+    for name in option_declarations():
+        owners = option_owners(name)
+        title = "options of every method" if len(owners) == everyone else f"options of {', '.join(owners)}"
+        groups.setdefault(title, []).append(name)
+    return {t: names for t, names in sorted(groups.items(), key=lambda kv: _group_rank(kv[0]))}
+
+
+def _group_rank(title: str) -> tuple[int, int, str]:
+    """Run topics first (in TOPICS order), then every method's options, then the others by their methods' names."""
+    if title.startswith("run options: "):
+        return (0, TOPICS.index(title.removeprefix("run options: ")), "")
+    return (1, 0 if title == "options of every method" else 1, title)
+
+
+def _add_config_flags(p: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One flag per option (width_mult -> --width-mult), defaults suppressed, in --help's groups; `only`: the run
+    options to offer (every method option is offered)."""
+    declared = flag_declarations()
+    for title, names in option_groups().items():
+        names = [n for n in names if only is None or n in only or n not in RUN_OPTIONS]
+        if names:
+            group = p.add_argument_group(title)
+            for name in names:
+                add_option_flag(group, declared[name])
+
+
+def add_option_flag(p: argparse._ActionsContainer, d: Declaration) -> None:
+    """The flag of one declared option: its type, help, default and allowed values from the declaration (a
+    method option's default is each method's); the default is suppressed, so a flag not given is absent from the
+    parsed arguments, and the value is checked as a recipe's is."""
+    helptext = d.help
+    if d.name in RUN_OPTIONS:
+        if d.default is not None and "(default" not in helptext:
+            helptext += f" [default: {d.default}]"
     else:
-        p.add_argument(flag, dest=name, type=base, default=argparse.SUPPRESS, help=helptext, metavar=name.upper())
+        helptext += method_default_text(d.name)
+    if d.bounds:
+        helptext += f" ({d.allowed()})"
+    base = d.base_type
+    metavar = "{" + ",".join(d.choices) + "}" if d.choices else d.name.upper()
+    if base is bool:
+        p.add_argument(d.flag, dest=d.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                       help=helptext)
+    elif typing.get_origin(base) in (list, tuple):
+        p.add_argument(d.flag, dest=d.name, type=float, nargs="+", default=argparse.SUPPRESS, help=helptext,
+                       metavar=metavar)
+    else:
+        p.add_argument(d.flag, dest=d.name, type=base, default=argparse.SUPPRESS, help=helptext, metavar=metavar)
 
 
-def method_default_text(name: str, declared: dict[str, dict[str, Any]]) -> str:
-    """' [default: V]' when every method that takes `name` has default V, else ' [default: asge V, bp W]'."""
-    vals = {m: d[name] for m, d in declared.items() if d.get(name) is not None}
-    if not vals:
+def method_default_text(name: str) -> str:
+    """' [default: V]' when every method that takes option `name` has default V, else ' [default: asge V, bp W]'."""
+    from ffvision.methods.registry import list_methods, method_defaults
+
+    declared = {m: method_defaults(m) for m in list_methods()}
+    vals = {m: d[name] for m, d in declared.items() if name in d}
+    if all(v is None for v in vals.values()):
         return ""
-    if len({repr(v) for v in vals.values()}) == 1 and len(vals) == sum(name in d for d in declared.values()):
-        return f" [default: {next(iter(vals.values()))}]"
-    return " [default: " + ", ".join(f"{m} {v}" for m, v in vals.items()) + "]"
+    if len({repr(v) for v in vals.values()}) == 1:
+        return f" [default: {_shown(next(iter(vals.values())))}]"
+    return " [default: " + ", ".join(f"{m} {_shown(v)}" for m, v in vals.items()) + "]"
+
+
+def _shown(v: Any) -> str:
+    """A default as a flag takes it: 0.5 0.7 for a list."""
+    return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 class _ConsoleHandler(logging.Handler):
@@ -151,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ffvision", description="Train convolutional networks without end-to-end backpropagation "
         "(ASGE and other Forward-Forward methods) and compare them with backprop.",
-        epilog="environment: on Linux (glibc) the commands that train or evaluate keep freed memory for reuse, "
+        epilog="environment: FFVISION_PLUGINS=module,... imports modules that register methods or models "
+        "(docs/extending.md). On Linux (glibc) the commands that train or evaluate keep freed memory for reuse, "
         "which made FF-CNN's CPU evaluation ~1.5x faster at ~16% more peak memory; FFVISION_KEEP_FREED_MEMORY=0, "
         "or any MALLOC_*_ variable of your own, leaves the C heap at its defaults.")
     parser.add_argument("--version", action="version", version=f"ffvision {__version__}")
@@ -227,11 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(backprop over 4 micro-batches, gradients accumulated).",
                         epilog="example:\n  ffvision bench --method asge --model vgg8 --batch-size 128 --compare "
                         "bp,bp-checkpoint,bp-accum --json bench.json")
-    from ffvision.methods.registry import list_methods, method_defaults
-
-    declared = {m: method_defaults(m) for m in list_methods()}
-    for name in BENCH_FIELDS:  # declared once, in TrainConfig (and the methods' options): as `ffvision train` has them
-        add_field_flag(bn, name, declared)
+    _add_config_flags(bn, only=BENCH_RUN_OPTIONS)  # declared once: as `ffvision train` has them
     bn.add_argument("--compare", default=None, help="also measure these (comma-separated) on the same network: "
                     "bp, bp-checkpoint, bp-accum, or another method")
     bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
@@ -262,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Without --method: every method (with its default model), model, dataset "
                         "and recipe. With --method NAME: the options that method takes, with their defaults.")
     ls.add_argument("--method", help="show the options of this method")
+    ls.add_argument("--options", action="store_true", help="print every option as a markdown table (docs/options.md)")
     return parser
 
 
@@ -269,7 +300,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """ffvision train."""
     from ffvision.train.run import train
 
-    given = {k: v for k, v in vars(args).items() if k in FIELDS}
+    given = given_options(args)
     progress = False if args.verbosity < 0 else None  # -q: no progress bar either; else tqdm decides (a terminal)
     if args.resume:
         if args.config:
@@ -287,10 +318,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The option flags given on the command line, by option name."""
+    declared = flag_declarations()
+    return {k: v for k, v in vars(args).items() if k in declared}
+
+
 def _train_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfig:
     """The config of a new run: defaults < --config recipe < flags, each flag checked against the method."""
-    from ffvision.methods import check_options
-
     cfg = TrainConfig()
     if args.config:
         path = _resolve_recipe(args.config)
@@ -306,9 +341,7 @@ def _train_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfi
                       f"used ({', '.join(dropped)})", file=sys.stderr)
             recipe = kept
         cfg = apply_overrides(cfg, recipe, source=str(path))
-    cfg = apply_overrides(cfg, given, source="command line")
-    check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})  # a flag given is a flag used
-    return cfg
+    return apply_overrides(cfg, given, source="command line")  # a flag the method does not take is an error
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -385,13 +418,10 @@ def cmd_labels(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """ffvision bench."""
     from ffvision.bench import BP_VARIANTS, bench, format_table
-    from ffvision.methods import check_options, method_class, resolve
+    from ffvision.methods import method_class
     from ffvision.models import list_models
 
-    given = {k: v for k, v in vars(args).items() if k in BENCH_FIELDS}
-    cfg = resolve(apply_overrides(TrainConfig(), given, source="command line"))  # train's checks, train's messages
-    check_options(cfg.method, {k: v for k, v in given.items() if k != "method"})
-    method_class(cfg.method)
+    cfg = apply_overrides(TrainConfig(), given_options(args), source="command line")  # train's checks and messages
     for other in (args.compare or "").split(","):
         if other and other not in BP_VARIANTS:
             method_class(other)
@@ -399,11 +429,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from ffvision.errors import unknown_name
 
         raise unknown_name("model", cfg.model, list_models())
-    kwargs = {k: given.get(k) for k in ("width_mult", "granularity", "dropout")}  # None: the method's default
+    kwargs = {k: v for k, v in cfg.options.items() if k != "model"}  # given; the method's defaults for the rest
     res = bench(cfg.method, cfg.model, cfg.batch_size, device=cfg.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=cfg.amp, channels_last=cfg.channels_last,
-                compile=cfg.compile, repeats=args.repeats, method_kwargs=kwargs)
+                compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats, method_kwargs=kwargs)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
@@ -414,22 +444,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
     from ffvision.data import list_datasets
     from ffvision.methods import default_model, list_methods, method_spec
-    from ffvision.methods.registry import method_defaults, method_specific
+    from ffvision.methods.registry import method_declarations
     from ffvision.models import list_models
 
+    if args.options:
+        print(options_markdown(), end="")
+        return 0
     if args.method:
         spec = method_spec(args.method)
         print(f"{args.method}: {spec.summary}")
         print(f"  default model: {default_model(args.method)}")
         print(f"  strategies:    {', '.join(spec.strategies)} (default {spec.default_strategy}; the run reports the "
               "best on validation unless --strategy is given)")
-        defaults = method_defaults(args.method)
-        own = [f for f, owners in method_specific(FIELDS).items() if args.method in owners]
-        print("  its own options (flag, default, meaning):")
-        for f in own:
-            print(f"    --{f.replace('_', '-'):<20} {defaults.get(f)!s:<10} {FIELDS[f].metadata.get('help', '')}")
-        common = [f for f in ("model", "width_mult", "dropout", "lr", "weight_decay") if f in defaults]
-        print("  and every method's: " + ", ".join(f"--{f.replace('_', '-')} {defaults[f]}" for f in common))
+        declared = method_declarations(args.method)
+        defaults = spec.defaults()
+        print("  options (flag, default, allowed, meaning):")
+        for name, d in declared.items():
+            print(f"    {d.flag:<24} {_shown(defaults[name]):<10} {d.allowed():<22} {d.help}".rstrip())
         return 0
     print("methods:  " + ", ".join(f"{m} (model {default_model(m)})" for m in list_methods()))
     print("          (ffvision list --method NAME: the options a method takes)")
@@ -437,6 +468,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("datasets: " + ", ".join(list_datasets()))
     print("recipes:  " + ", ".join(_recipe_names()))
     return 0
+
+
+def options_markdown() -> str:
+    """docs/options.md: every option as declared, the run's by topic and each method's (`ffvision list --options`)."""
+    from ffvision.methods import list_methods, method_spec
+    from ffvision.methods.registry import method_declarations
+
+    out = ["# Options", "",
+           "Generated from the declarations (`ffvision list --options > docs/options.md`): every option is a flag",
+           "(`--width-mult`), a recipe key (`width_mult`) and a key of a saved config.", ""]
+
+    def table(rows: list[tuple[Declaration, Any]]) -> list[str]:
+        lines = ["| option | default | allowed | meaning |", "|---|---|---|---|"]
+        for d, default in rows:
+            text = d.help.replace("|", "\\|")
+            lines.append(f"| `{d.flag}` | {_shown(default)} | {d.allowed()} | {text} |")
+        return lines + [""]
+
+    for topic in TOPICS:
+        out += [f"## Run options: {topic}", ""] + table([(d, d.default) for d in RUN_OPTIONS.values()
+                                                          if d.topic == topic])
+    for m in list_methods():
+        spec = method_spec(m)
+        defaults = spec.defaults()
+        out += [f"## {m}", "", spec.summary, ""] + table([(d, defaults[k])
+                                                          for k, d in method_declarations(m).items()])
+    return "\n".join(out)
 
 
 def one_line(e: BaseException) -> str:
@@ -455,8 +513,26 @@ def _is_main_rank() -> bool:
     return current().is_main
 
 
+def load_plugins(names: str | None) -> None:
+    """Import the modules named in FFVISION_PLUGINS (comma-separated): they register methods and models."""
+    import importlib
+
+    for name in filter(None, (n.strip() for n in (names or "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"FFVISION_PLUGINS names {name!r}, which cannot be imported ({e})") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ffvision` command."""
+    import os
+
+    try:
+        load_plugins(os.environ.get("FFVISION_PLUGINS"))  # before the flags: a plugin's options are flags too
+    except FFVisionError as e:
+        print(f"ffvision: error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     args = build_parser().parse_args(argv)
     configure_logging(args.verbosity)
     if args.command in HEAP_COMMANDS:

@@ -88,7 +88,7 @@ def test_flags_override_recipe(tmp_path: Path, fast_cfg: dict, capsys):
     (["train", "--method", "ffcnn", "--alpha", "1.0", "--dry-run"], r"--alpha does not apply to method 'ffcnn'"),
     (["train", "--method", "asge", "--sff-loss", "margin", "--dry-run"], r"--sff-loss does not apply.*sff"),
     (["train", "--method", "asge", "--filters", "64", "--dry-run"], r"--filters does not apply to model 'vgg8'"),
-    (["train", "--image-size", "0", "--dry-run"], r"image_size must be at least 8"),
+    (["train", "--image-size", "0", "--dry-run"], r"image_size must be >= 8, got 0"),
 ])
 def test_bad_names_give_one_line(argv, pattern, fast_cfg: dict, capsys):
     cfg = {k: v for k, v in fast_cfg.items() if f"--{k.replace('_', '-')}" not in argv}
@@ -244,7 +244,7 @@ def test_labels_command(tmp_path: Path, capsys):
 
 def test_bad_label_intensity_is_one_line(fast_cfg: dict, capsys):
     code, _, err = run_cli(capsys, "train", "--method", "ffcnn", "--label-intensity", "1.5", *flags(fast_cfg))
-    assert_one_line_error(code, err, r"label_intensity K must be in \[0, 1\]")
+    assert_one_line_error(code, err, r"label_intensity must be in \[0, 1\], got 1.5")
 
 
 def test_dry_run_prints_a_recipe(fast_cfg: dict, capsys, tmp_path: Path):
@@ -295,7 +295,8 @@ def test_train_help_groups_the_options_by_method(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    every = out.split("options of every run:")[1].split("\noptions of ")[0]
-    assert "--epochs" in every and "--head-lr" not in every
+    training = out.split("run options: training:")[1].split("\n\n")[0]
+    assert "--epochs" in training and "--head-lr" not in training
+    assert "--lr" in out.split("options of every method:")[1].split("\n\n")[0]
     assert "--head-lr" in out.split("options of asge:")[1].split("\noptions of ")[0]
     assert "--num-negatives" in out.split("options of ffcnn, hinton:")[1].split("\noptions of ")[0]

@@ -16,7 +16,7 @@ def test_unknown_key_and_wrong_type_are_errors():
         apply_overrides(TrainConfig(), {"lerning_rate": 0.1})
     with pytest.raises(ConfigError, match="epochs must be int"):
         apply_overrides(TrainConfig(), {"epochs": "ten"})
-    with pytest.raises(ConfigError, match="epochs must be positive"):
+    with pytest.raises(ConfigError, match="epochs must be positive, got 0"):
         apply_overrides(TrainConfig(), {"epochs": 0})
     with pytest.raises(ConfigError, match="amp must be one of"):
         apply_overrides(TrainConfig(), {"amp": "fp8"})

@@ -137,7 +137,7 @@ def test_fast_dropout_drops_with_probability_p_and_keeps_the_mean():
 
 def test_fast_dropout_mask_follows_the_memory_layout():
     from ffvision.core import fast_dropout
-    from ffvision.core.dropout import random_lanes
+    from ffvision.kernels.dropout import random_lanes
 
     x = torch.ones(8, 16, 6, 6).contiguous(memory_format=torch.channels_last)
     lanes = random_lanes(x)

@@ -74,7 +74,7 @@ def test_bad_label_options_are_clear():
     m = ffvision.create_method("ffcnn", filters=4, **FF_SMALL)
     with pytest.raises(DataError, match="images are 32x32 px but the label patterns were built for 16x16"):
         m.train_step(torch.rand(2, 1, 32, 32), torch.tensor([0, 1]))
-    with pytest.raises(ConfigError, match="unknown label set"):
+    with pytest.raises(ConfigError, match="labels must be one of fourier, morphological, onehot, got 'stripes'"):
         ffvision.create_method("ffcnn", filters=4, labels="stripes", **FF_SMALL)
 
 

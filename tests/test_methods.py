@@ -334,22 +334,20 @@ def test_counts_add_and_flatten_in_one_order():
     assert a.with_leaves(a.leaves()) == a
 
 
-def test_method_defaults_live_only_in_the_declaration():
-    """TrainConfig holds no second copy of a method's defaults: its method options are None (= the method's),
-    and the general ones it shares with every method (width, seed) agree with the declaration."""
+def test_method_options_are_declared_only_by_the_methods():
+    """TrainConfig declares the run's options only; a method's are its options dataclass's, and a config reads
+    them from there (the given value, else the method's default)."""
     import dataclasses
 
-    from ffvision.config import TrainConfig
-    from ffvision.methods.options import METHODS, MethodOptions
+    from ffvision.config import RUN_OPTIONS, TrainConfig, apply_overrides
+    from ffvision.methods.options import METHODS
 
-    general = {f.name for f in dataclasses.fields(MethodOptions)}
-    cfg = TrainConfig()
     for spec in METHODS.values():
-        for name, value in spec.defaults().items():
-            if name in general:
-                assert getattr(cfg, name) in (None, value), (spec.name, name)
-            elif hasattr(cfg, name):
-                assert getattr(cfg, name) is None, f"TrainConfig.{name} repeats {spec.name}'s default"
+        declared = {f.name for f in dataclasses.fields(spec.options)}
+        assert not declared & set(RUN_OPTIONS), spec.name
+        cfg = apply_overrides(TrainConfig(), {"method": spec.name})
+        assert all(getattr(cfg, k) == v for k, v in dataclasses.asdict(spec.options()).items())
+    assert apply_overrides(TrainConfig(), {"method": "hinton", "lr": 0.5}).lr == 0.5
 
 
 def test_help_and_saved_config_show_the_declared_defaults(capsys):
@@ -361,9 +359,9 @@ def test_help_and_saved_config_show_the_declared_defaults(capsys):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "[default: asge 0.01, bp 0.001, ffcnn 0.01, hinton 0.03, sff 0.001]" in out  # --lr
-    assert "(1-based) [default: 2]" in out  # --heads-from, ASGE's only
-    saved = used_config(TrainConfig(method="asge", model="vgg8"))
-    assert saved["heads_from"] == 2 and saved["head_lr"] == 0.01 and "labels" not in saved and saved["lr"] is None
+    assert "(from 1) [default: 2] (positive)" in out  # --heads-from, ASGE's only
+    saved = used_config(TrainConfig(method="asge", options={"model": "vgg8"}))
+    assert saved["heads_from"] == 2 and saved["head_lr"] == 0.01 and "labels" not in saved and saved["lr"] == 0.01
 
 
 def test_lr_fan_in_scales_each_layers_lr_by_its_fan_in():

@@ -152,7 +152,7 @@ def test_transfer_learning_errors(tmp_path: Path):
 
 
 def test_bad_sff_options():
-    with pytest.raises(ConfigError, match="unknown granularity 'conv'"):
+    with pytest.raises(ConfigError, match="granularity must be one of layer, block, stage, got 'conv'"):
         ffvision.create_method("sff", model="resnet18", num_classes=10, granularity="conv")
     with pytest.raises(ConfigError, match="sff wraps torchvision networks"):
         ffvision.create_method("sff", model="vgg8", num_classes=10)

@@ -1,4 +1,4 @@
-"""Large-kernel convolutions in the frequency domain (core/spectral.py): same values and gradients as conv2d."""
+"""Large-kernel convolutions in the frequency domain (kernels/spectral.py): same values and gradients as conv2d."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ffvision.core.spectral import SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.errors import ConfigError
+from ffvision.kernels.spectral import SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.models import create_model
 from ffvision.models.convstack import ConvLayer, set_conv_impl
 

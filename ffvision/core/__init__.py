@@ -1,7 +1,6 @@
 """Building blocks shared by every method: local blocks, readouts, normalisation."""
 
 from ffvision.core.block import BlockOutput, LocalBlock
-from ffvision.core.dropout import FastDropout, fast_dropout
 from ffvision.core.labels import (
     OneHotPixels,
     SpatialLabels,
@@ -17,6 +16,7 @@ from ffvision.core.readouts import (
     adaptive_grid,
     init_linear,
 )
+from ffvision.kernels.dropout import FastDropout, fast_dropout
 
 __all__ = [
     "BlockOutput",

@@ -15,7 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core.fused import conv_goodness
+from ffvision import kernels
+from ffvision.core.readouts import SpatialGoodnessReadout
+from ffvision.kernels.conv_goodness import conv_goodness
+
+
+def fusable(body: nn.Module, readout: nn.Module) -> bool:
+    """Whether (body, readout) is a stride-1 conv + ReLU layer under a spatial goodness readout that tiles exactly."""
+    conv = getattr(body, "conv", None)
+    return (isinstance(readout, SpatialGoodnessReadout) and isinstance(conv, nn.Conv2d)
+            and isinstance(getattr(body, "act", None), nn.ReLU) and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.groups == 1 and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.padding == (conv.kernel_size[0] // 2,) * 2)
 
 
 class BlockOutput(NamedTuple):
@@ -53,7 +64,7 @@ class LocalBlock(nn.Module):
         self.post = post if post is not None else nn.Identity()
         self.loss_fn = loss if loss is not None else F.cross_entropy
         self.device: torch.device | None = None  # set when blocks are pipelined over devices
-        self.fused = False  # training step through core/fused.py (conv -> ReLU -> spatial goodness), when set
+        self.fused = False  # training step through kernels/conv_goodness.py (conv -> ReLU -> spatial goodness)
         self.fused_chunks = 0  # batch slices of the fused step's convolutions (0: by memory layout)
         self.compiled = False  # set by compile()
 
@@ -67,7 +78,7 @@ class LocalBlock(nn.Module):
         x = detach(x)
         if self.device is not None:  # pipelined: the previous block may live on another device
             x = tuple(t.to(self.device) for t in x) if isinstance(x, tuple) else x.to(self.device)
-        if self.fused and self.training and torch.is_grad_enabled() and torch.is_tensor(x):
+        if self.fused and self.training and torch.is_grad_enabled() and torch.is_tensor(x) and kernels.enabled():
             # one autograd node; its backward writes the gradient over h, so the hand-off is
             # taken now, whatever `hand_off` says (the caller only hands off when out is None)
             h, scores = conv_goodness(self.body, self.readout, x, self.fused_chunks, self.compiled)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core.norm import _slices, sum_of_squares
+from ffvision.kernels.reductions import patch_goodness, sum_of_squares
 
 
 def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -> int:
@@ -30,30 +30,6 @@ def adaptive_grid(channels: int, widest: int, height: int, alpha: float = 1.0) -
         raise ValueError("channels, widest, height and alpha must be positive")
     p = math.floor(alpha * widest / channels + 0.5)
     return max(1, min(p, height))
-
-
-def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
-    """Mean of h^2 over each of the P x P patches that tile h exactly, (B, C, P, P) in float32.
-
-    Measured on the CPU, each form where it is fastest:
-    float32 with P <= 2: per-patch vector norms, reduced in one pass without materialising h^2
-    (several times faster than pooling h^2); float32 with P > 2: pooled squares; bf16: the pooled
-    bf16 squares, accumulated in float32 by the pooling kernel and rounded to bf16 once (relative
-    error ~2^-9, the precision h itself has) - a float32 norm of bf16 h copies h to float32 first,
-    which took a quarter of a bf16 ASGE step.
-    """
-    height, width = h.shape[2] // p, h.shape[3] // p
-    if h.dtype == torch.float32 and p <= 2:
-        patches = h.unflatten(2, (p, height)).unflatten(4, (p, width))  # (B, C, P, h, P, w)
-        return torch.linalg.vector_norm(patches, dim=(3, 5), dtype=torch.float32).square() / (height * width)
-    if h.dtype == torch.float32:
-        return F.avg_pool2d(h.square(), (height, width))
-    slices = _slices(h)
-    if slices is None:
-        return F.avg_pool2d(h * h, (height, width)).float()
-    # Without autograd, a few samples at a time: the whole h^2 of VGG8 x0.25 layer 2 (17 MB of fresh
-    # pages at every step) took 27 ms in a training step against ~3 ms for the slices; same values.
-    return torch.cat([F.avg_pool2d(h[sl] * h[sl], (height, width)) for sl in slices]).float()
 
 
 class SpatialGoodnessReadout(nn.Module):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 
 from ffvision.methods.registry import (
-    check_options,
     create_method,
     default_model,
     list_methods,
@@ -17,13 +16,12 @@ from ffvision.methods.registry import (
     method_options,
     method_spec,
     register_method,
-    resolve,
     used_config,
     used_options,
 )
 
-__all__ = ["LocalMethod", "check_options", "create_method", "default_model", "list_methods", "method_class",
-           "method_kwargs", "method_options", "method_spec", "register_method", "resolve", "used_config",
+__all__ = ["LocalMethod", "create_method", "default_model", "list_methods", "method_class",
+           "method_kwargs", "method_options", "method_spec", "register_method", "used_config",
            "used_options"]
 
 

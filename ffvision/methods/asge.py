@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffvision.core import BlockOutput, LinearReadout, LocalBlock, SpatialGoodnessReadout, adaptive_grid
-from ffvision.core.fused import fusable
+from ffvision.core.block import fusable
 from ffvision.core.losses import smoothed_cross_entropy
 from ffvision.core.metrics import Counts, Scores
 from ffvision.errors import ConfigError
@@ -83,12 +83,11 @@ class ASGE(LocalMethod):
     cpu_bf16 = True
     cpu_channels_last = True
 
-    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, seed: int = 0,
+                 **options: Any) -> None:
         """Options: ASGEOptions (methods/options.py); None keeps a default."""
-        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, seed=seed)
         o = self.options_of(options)
-        if o.alpha <= 0:
-            raise ConfigError(f"alpha must be positive, got {o.alpha}")
         net = build_model(o.model, in_channels=in_channels, num_classes=0, width_mult=o.width_mult,
                           dropout=o.dropout, image_size=image_size, filters=o.filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
@@ -96,11 +95,7 @@ class ASGE(LocalMethod):
         nlayers = len(net.layers)
         if not 1 <= o.heads_from <= nlayers:
             raise ConfigError(f"heads_from must be in [1, {nlayers}], got {o.heads_from}")
-        if o.head_init not in ("zeros", "kaiming", "default"):
-            raise ConfigError(f"head_init must be zeros, kaiming or default, got {o.head_init!r}")
         self.lr, self.weight_decay = o.lr, o.weight_decay
-        if o.lr_fan_in is not None and o.lr_fan_in < 1:
-            raise ConfigError(f"lr_fan_in must be positive, got {o.lr_fan_in}")
         self.lr_fan_in = o.lr_fan_in
         self.head_lr = o.head_lr
         self.head_weight_decay = o.head_weight_decay
@@ -114,9 +109,9 @@ class ASGE(LocalMethod):
             c = int(info["num_chs"])
             grid = adaptive_grid(c, widest, int(info["size"]), o.alpha)
             self.grids.append(grid)
-            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=o.seed * 1009 + i)
+            readout = SpatialGoodnessReadout(c, grid, num_classes, seed=seed * 1009 + i)
             block = LocalBlock(layer, readout, post=layer.post, loss=loss)
-            # the fused training step (core/fused.py) needs the grid to tile the feature map exactly
+            # the fused training step (kernels/conv_goodness.py) needs the grid to tile the feature map exactly
             block.fused = o.fused_readout and fusable(layer, readout) and int(info["size"]) % grid == 0
             self.blocks.append(block)
         self.heads = Heads([LinearReadout(int(info["num_chs"]), num_classes, init=o.head_init)

@@ -28,7 +28,6 @@ from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 from ffvision.models.tv import TV_ARCHS
 
-MEMORY_SAVING = ("none", "checkpoint", "accumulate")
 MICRO_BATCHES = 4
 
 
@@ -61,15 +60,14 @@ class Backprop(LocalMethod):
 
     spec = METHODS["bp"]
 
-    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, seed: int = 0,
+                 **options: Any) -> None:
         """Options: BackpropOptions (methods/options.py); None keeps a default."""
-        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, seed=seed)
         o = self.options_of(options)
         is_tv = o.model in TV_ARCHS
         net = build_model(o.model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
                           width_mult=o.width_mult, dropout=o.dropout, image_size=image_size, filters=o.filters)
-        if o.memory_saving not in MEMORY_SAVING:
-            raise ConfigError(f"memory_saving must be one of {', '.join(MEMORY_SAVING)}, got {o.memory_saving!r}")
         if o.memory_saving == "checkpoint" and not hasattr(net, "layers"):
             raise ConfigError("per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), "
                               f"not {o.model!r}")

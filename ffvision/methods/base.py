@@ -7,9 +7,9 @@ on-device counters that `eval_counts` returns.
 A new method (docs/extending.md walks through one) is a subclass with a `spec` (methods/options.py's
 MethodSpec: name, options dataclass, strategies), registered with `@register_method`, that implements:
 
-  __init__(*, num_classes, in_channels, image_size, **options)
-      read the options with `self.options_of(options)`, append LocalBlocks to `self.blocks`, call
-      `self.build_optimizers()`;
+  __init__(*, num_classes, in_channels, image_size, seed=0, **options)
+      pass the data's shape and the seed to LocalMethod.__init__, read the options with
+      `self.options_of(options)`, append LocalBlocks to `self.blocks`, call `self.build_optimizers()`;
   optimizer_groups()
       name -> (parameters, lr, weight decay): one optimizer each ("block1", "block2", ...).
 
@@ -68,8 +68,9 @@ class LocalMethod(nn.Module):
         except ValueError as e:
             raise ConfigError(str(e)) from None
 
-    def __init__(self, *, num_classes: int, in_channels: int, image_size: int) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int, image_size: int, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed  # the run's: fixed random parts (projections, label patterns) are drawn from it
         if num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
         self.num_classes, self.in_channels, self.image_size = num_classes, in_channels, image_size

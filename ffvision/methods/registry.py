@@ -10,9 +10,9 @@ import dataclasses
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ffvision.config import FIELDS
-from ffvision.errors import ConfigError, unknown_name
-from ffvision.methods.options import METHODS, MethodOptions, MethodSpec
+from ffvision.errors import unknown_name
+from ffvision.methods.options import METHODS, MethodSpec
+from ffvision.options import Declaration, declarations
 
 if TYPE_CHECKING:
     from ffvision.methods.base import LocalMethod
@@ -26,9 +26,20 @@ def register_method(cls: type[LocalMethod]) -> type[LocalMethod]:
     spec = getattr(cls, "spec", None)
     if not isinstance(spec, MethodSpec):
         raise TypeError(f"{cls.__name__} needs a class attribute `spec` (a ffvision.methods.options.MethodSpec)")
+    check_one_declaration(spec)
     _SPECS[spec.name] = spec
     _CLASSES[spec.name] = cls
     return cls
+
+
+def check_one_declaration(spec: MethodSpec) -> None:
+    """TypeError if the spec's options declare anew an option another method declares: an option is one flag
+    with one help, so methods that share one derive it from one options class."""
+    theirs = {k: d.owner for m in _SPECS if m != spec.name for k, d in declarations(_SPECS[m].options).items()}
+    for k, d in declarations(spec.options).items():
+        if theirs.get(k, d.owner) is not d.owner:
+            raise TypeError(f"{spec.options.__name__}.{k} is declared by {theirs[k].__name__} too: derive it from "
+                            "that options class or choose another name")
 
 
 def list_methods() -> list[str]:
@@ -61,8 +72,19 @@ def method_options(name: str) -> list[str]:
     return list(method_defaults(name))
 
 
-# Config fields every run has (the trainer's, the data's) even where a method's options hold them too.
-_GENERAL = {f.name for f in dataclasses.fields(MethodOptions)}
+def method_declarations(name: str) -> dict[str, Declaration]:
+    """The options of method `name` as declared (type, default, help, choices, bounds)."""
+    return declarations(method_spec(name).options)
+
+
+def option_declarations() -> dict[str, Declaration]:
+    """Every method option of every registered method, by name (one declaration each: a method that changes
+    only a default keeps the declaration above it)."""
+    out: dict[str, Declaration] = {}
+    for m in list_methods():
+        for k, d in method_declarations(m).items():
+            out.setdefault(k, d)
+    return out
 
 
 def option_owners(option: str) -> list[str]:
@@ -70,30 +92,10 @@ def option_owners(option: str) -> list[str]:
     return [m for m in list_methods() if option in method_options(m)]
 
 
-def method_specific(fields: Any) -> dict[str, list[str]]:
-    """Of the given config field names, those only some methods take, with the methods that take them."""
-    out = {}
-    for f in fields:
-        owners = option_owners(f)
-        if f not in _GENERAL and owners and len(owners) < len(_SPECS):
-            out[f] = owners
-    return out
-
-
-def check_options(method: str, values: dict[str, Any], defaults: dict[str, Any] | None = None) -> None:
-    """ConfigError for an option that `method` does not take: any of `values` (flags given), or, with
-    `defaults`, any whose value differs from its default (a resolved config)."""
-    for f, owners in method_specific(values).items():
-        if method not in owners and (defaults is None or values[f] != defaults[f]):
-            flag = "--" + f.replace("_", "-")
-            raise ConfigError(f"{flag} does not apply to method {method!r}; it is an option of "
-                              f"{', '.join(owners)} (see `ffvision list --method {method}`)")
-
-
 def used_options(method: str, values: dict[str, Any]) -> dict[str, Any]:
-    """The config without the options the method does not take (what recipes and saved configs hold)."""
-    drop = {f for f, owners in method_specific(values).items() if method not in owners}
-    return {k: v for k, v in values.items() if k not in drop}
+    """`values` without the method options that `method` does not take (a recipe of another method)."""
+    theirs = set(option_declarations()) - set(method_options(method))
+    return {k: v for k, v in values.items() if k not in theirs}
 
 
 def create_method(name: str, **kwargs: Any) -> LocalMethod:
@@ -106,23 +108,13 @@ def default_model(name: str) -> str:
     return method_spec(name).options().model
 
 
-def resolve(cfg: Any) -> Any:
-    """The config with the method's default model filled in (config itself knows no methods)."""
-    method_spec(cfg.method)  # an unknown method is a clear error here
-    return cfg if cfg.model is not None else dataclasses.replace(cfg, model=default_model(cfg.method))
-
-
 def used_config(cfg: Any) -> dict[str, Any]:
-    """The config as a dict without the options its method does not take (checkpoints, summary.json); the
-    method's own options left unset hold the values the method used (its declared defaults)."""
-    values = dataclasses.asdict(cfg)
-    for k, v in method_defaults(cfg.method).items():
-        if k not in _GENERAL and k in values and values[k] is None and v is not None:
-            values[k] = v
-    return used_options(cfg.method, values)
+    """The config as one flat dict, the method's options at the values it uses (checkpoints, summary.json)."""
+    opts = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg.method_options()).items()}
+    return {**{k: v for k, v in cfg.to_dict().items() if k not in opts}, **opts}
 
 
 def method_kwargs(cfg: Any, num_classes: int, in_channels: int, image_size: int) -> dict[str, Any]:
-    """The config fields the method takes (None = the method's own default), and the data's shape."""
-    kw = {k: getattr(cfg, k) for k in method_options(cfg.method) if k in FIELDS and getattr(cfg, k) is not None}
-    return {**kw, "num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
+    """The method options given (the method's defaults for the rest), the seed and the data's shape."""
+    return {**cfg.options, "seed": cfg.seed, "num_classes": num_classes, "in_channels": in_channels,
+            "image_size": image_size}

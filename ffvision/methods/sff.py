@@ -42,14 +42,13 @@ class SFF(LocalMethod):
 
     spec = METHODS["sff"]
 
-    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> None:
+    def __init__(self, *, num_classes: int, in_channels: int = 3, image_size: int = 32, seed: int = 0,
+                 **options: Any) -> None:
         """Options: SFFOptions (methods/options.py); None keeps a default."""
-        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, seed=seed)
         o = self.options_of(options)
-        if o.sff_loss not in ("ce", "margin"):
-            raise ConfigError(f"sff_loss must be ce or margin, got {o.sff_loss!r}")
-        if o.aux_kernel < 1 or o.aux_kernel % 2 == 0:
-            raise ConfigError(f"aux_kernel must be odd and positive, got {o.aux_kernel}")
+        if o.aux_kernel % 2 == 0:  # positive is declared
+            raise ConfigError(f"aux_kernel must be odd, got {o.aux_kernel}")
         if o.model not in TV_ARCHS:
             raise ConfigError(f"sff wraps torchvision networks ({', '.join(TV_ARCHS)}), not {o.model!r}")
         net = build_model(o.model, in_channels=in_channels, num_classes=0, image_size=image_size, stem=o.stem,

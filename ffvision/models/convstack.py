@@ -13,8 +13,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ffvision.core import FastDropout, LinearReadout, RMSNorm
-from ffvision.core.spectral import CONV_IMPLS, SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.errors import ConfigError
+from ffvision.kernels.spectral import CONV_IMPLS, SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.models.registry import register_model
 
 # (channels, pool after the layer). From the ASGE paper (docs/methods.md).
@@ -42,7 +42,7 @@ class ConvLayer(nn.Module):
         # buffers fewer at its peak (ASGE's peak memory, measured)
         self.post = nn.Sequential(nn.AvgPool2d(2) if pool else nn.Identity(), FastDropout(dropout, inplace=pool),
                                   RMSNorm(inplace=pool))
-        self.conv_impl = "auto"  # auto | direct | spectral: see core/spectral.py (`set_conv_impl`)
+        self.conv_impl = "auto"  # auto | direct | spectral: see kernels/spectral.py (`set_conv_impl`)
         self._spectrum = SpectrumCache()  # the kernel's spectrum between weight updates (evaluation)
 
     @property

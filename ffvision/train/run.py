@@ -13,17 +13,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ffvision.config import TrainConfig, apply_overrides, validate
+from ffvision import kernels
+from ffvision.config import TrainConfig, apply_overrides, checked
 from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.errors import ConfigError
 from ffvision.methods import (
     LocalMethod,
-    check_options,
     create_method,
     method_class,
     method_kwargs,
-    resolve,
     used_config,
 )
 from ffvision.train.callbacks import Callback
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
-             "data_dir", "force", "tensorboard"}
+             "data_dir", "force", "tensorboard", "kernels"}
 
 
 def seed_everything(seed: int) -> None:
@@ -72,7 +71,8 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig
     """Config and checkpoint of a run to resume; only RESUMABLE keys may be overridden."""
     ckpt = load_checkpoint(run_dir / "last.pt")
     cfg = apply_overrides(TrainConfig(), ckpt["config"], source=f"{run_dir}/last.pt config")
-    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and getattr(cfg, k) != v)
+    saved = used_config(cfg)
+    changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and saved.get(k) != v)
     if changed:
         raise ConfigError(f"cannot change {', '.join(changed)} when resuming {run_dir}; "
                           f"only {', '.join(sorted(RESUMABLE))} may change")
@@ -91,8 +91,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})
-    cfg = resolve(validate(cfg))  # fills in the method's default model
-    check_options(cfg.method, cfg.to_dict(), TrainConfig().to_dict())
+    cfg = checked(cfg)
     check_model_options(cfg)
     if ckpt is None and not cfg.dry_run and cfg.out:
         check_run_dir(Path(cfg.out), cfg.force)  # before any work
@@ -100,9 +99,12 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[st
     run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
     log_file = RunLogFile(run_dir, append=ckpt is not None) if run_dir is not None and info.is_main else None
+    was = kernels.enabled()
+    kernels.set_enabled(cfg.kernels == "on")
     try:
         return _train(cfg, ckpt, run_dir, info, callbacks, show_progress)
     finally:
+        kernels.set_enabled(was)
         if log_file is not None:
             log_file.close()
 
@@ -182,7 +184,7 @@ def check_model_options(cfg: TrainConfig) -> None:
     """ConfigError for a model option the chosen model does not take (--filters is the FF-CNNs')."""
     from ffvision.models.registry import model_takes
 
-    if cfg.filters is not None and not model_takes(cfg.model, "filters"):
+    if cfg.options.get("filters") is not None and not model_takes(cfg.model, "filters"):
         from ffvision.models import list_models
 
         takers = [m for m in list_models() if model_takes(m, "filters")]

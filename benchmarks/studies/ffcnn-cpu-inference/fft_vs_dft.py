@@ -1,5 +1,5 @@
 """The frequency-domain convolution two ways: ffvision's real-DFT matrix stages with a hand-written backward
-(ffvision/core/spectral.py) against torch.fft.rfft2 / irfft2 with autograd's backward, same padding, float32.
+(ffvision/kernels/spectral.py) against torch.fft.rfft2 / irfft2 with autograd's backward, same padding, float32.
 
 Prints, per channel count: the largest difference from F.conv2d (float64 reference) of each, and rows per
 second for inference (kernel spectrum computed once) and for a training step (forward + backward to the weight,
@@ -15,7 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ffvision.core.spectral import kernel_spectrum, spectral_conv2d
+from ffvision.kernels.spectral import kernel_spectrum, spectral_conv2d
 
 
 def fft_spectrum(weight: torch.Tensor, h: int, w: int) -> torch.Tensor:

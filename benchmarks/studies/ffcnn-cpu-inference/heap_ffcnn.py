@@ -21,7 +21,7 @@ import time
 import torch
 
 import ffvision
-from ffvision.core.spectral import _mix, _stage_matrices, kernel_spectrum
+from ffvision.kernels.spectral import _mix, _stage_matrices, kernel_spectrum
 from ffvision.train import heap
 
 

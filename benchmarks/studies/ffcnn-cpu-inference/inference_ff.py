@@ -22,7 +22,7 @@ import time
 import torch
 
 import ffvision
-from ffvision.core.spectral import CONV_IMPLS
+from ffvision.kernels.spectral import CONV_IMPLS
 from ffvision.models.convstack import set_conv_impl
 from ffvision.train.heap import keep_freed_memory
 

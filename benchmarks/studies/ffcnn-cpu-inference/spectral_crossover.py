@@ -2,7 +2,7 @@
 
 Rows per second of one 7x7 "same" convolution at 28 px, batch 64, for several channel counts: inference
 (no grad, kernel spectrum computed once) and a training step (forward + backward to the weight), both under
-bf16 autocast. Sets `SPECTRAL_MIN_CHANNELS` in ffvision/core/spectral.py.
+bf16 autocast. Sets `SPECTRAL_MIN_CHANNELS` in ffvision/kernels/spectral.py.
 
     OMP_NUM_THREADS=1 python benchmarks/studies/ffcnn-cpu-inference/spectral_crossover.py > spectral-crossover.txt
 """
@@ -14,7 +14,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ffvision.core.spectral import kernel_spectrum, spectral_conv2d
+from ffvision.kernels.spectral import kernel_spectrum, spectral_conv2d
 
 
 def seconds(fn, reps: int = 3) -> float:

@@ -1,4 +1,4 @@
-"""Two small layout helpers shared by the fused step, the RMS norm and dropout."""
+"""Two small layout helpers shared by the kernels: batch slices, and whether a map is channels_last."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ autograd must not materialise a zero gradient for the (non-differentiable) h out
 convolutions (forward and weight gradient) run in batch slices where the CPU convolution
 reorders NCHW buffers (`slices_for`). Measured: VGG8 x0.25, batch
 128, float32, the exact peak falls from 135.9 to 81.7 MiB (0.39x backprop's) and a step is
-~1.4x faster, so it is on by default (`fused_readout`). Under autocast the conv runs in the autocast dtype, goodness
+~1.4x faster, so it is on by default (`fused_readout`;
+`ffvision.kernels.enabled()` above it). Under autocast the conv runs in the autocast dtype, goodness
 and projection in float32. Used by `LocalBlock` while training; evaluation and class
 activation maps use the plain modules.
 """
@@ -28,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.core.readouts import SpatialGoodnessReadout, patch_goodness
-from ffvision.core.slicing import batch_slices, is_channels_last_only
+from ffvision.kernels.layout import batch_slices, is_channels_last_only
+from ffvision.kernels.reductions import patch_goodness
 
 
 def _patch_view(h: torch.Tensor, p: int) -> torch.Tensor:
@@ -142,16 +143,7 @@ def slices_for(dpre: torch.Tensor) -> int:
     return 1 if dpre.is_contiguous(memory_format=torch.channels_last) else 8
 
 
-def fusable(body: nn.Module, readout: nn.Module) -> bool:
-    """Whether (body, readout) is a stride-1 conv + ReLU layer under a spatial goodness readout that tiles exactly."""
-    conv = getattr(body, "conv", None)
-    return (isinstance(readout, SpatialGoodnessReadout) and isinstance(conv, nn.Conv2d)
-            and isinstance(getattr(body, "act", None), nn.ReLU) and conv.stride == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1 and conv.kernel_size[0] == conv.kernel_size[1]
-            and conv.padding == (conv.kernel_size[0] // 2,) * 2)
-
-
-def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout, x: torch.Tensor,
+def conv_goodness(body: nn.Module, readout: nn.Module, x: torch.Tensor,
                   chunks: int = 0, compiled: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(h, scores) of a fusable layer: h without autograd history, scores differentiable in the conv's weights.
 
@@ -165,3 +157,9 @@ def conv_goodness(body: nn.Module, readout: SpatialGoodnessReadout, x: torch.Ten
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
     return _ConvGoodness.apply(x, conv.weight, conv.bias, readout.projection, readout.bias, readout.grid,
                                conv.padding[0], dtype, chunks, compiled)
+
+
+def conv_goodness_reference(body: nn.Module, readout: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h, scores) through autograd's chain of the same modules: the values and weight gradients to match."""
+    h = body(x)
+    return h, readout(h)

@@ -34,7 +34,10 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from ffvision import kernels
 
 # "auto" runs a convolution in the frequency domain on a CPU from this kernel size and these channel counts
 # on both sides: below them the direct bf16 convolution measured as fast or faster (1 thread, 28 px,
@@ -54,7 +57,7 @@ def prefer_spectral(conv: nn.Conv2d, x: torch.Tensor, impl: str = "auto") -> boo
     k = conv.kernel_size
     same = (conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1 and k[0] == k[1]
             and k[0] % 2 == 1 and conv.padding == (k[0] // 2, k[0] // 2) and x.ndim == 4)
-    if impl == "direct" or not same:
+    if impl == "direct" or not same or not kernels.enabled():
         return False
     wide = min(conv.in_channels, conv.out_channels) >= SPECTRAL_MIN_CHANNELS
     return impl == "spectral" or (x.device.type == "cpu" and k[0] >= SPECTRAL_MIN_KERNEL and wide)
@@ -235,3 +238,8 @@ def spectral_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     n, c, h, w = x.shape
     kr, ki = spectrum if spectrum is not None else kernel_spectrum(weight, h, w)
     return _SpectralConv.apply(x, kr, ki, bias, compute_dtype(x), weight.shape[-1] // 2).permute(2, 3, 0, 1)
+
+
+def spectral_conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The same convolution, direct: conv2d with padding k // 2."""
+    return F.conv2d(x, weight, bias, padding=weight.shape[-1] // 2)
