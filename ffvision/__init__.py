@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"
 
 # A library logs; the program decides what reaches the terminal (the `ffvision` command configures it).
 logging.getLogger("ffvision").addHandler(logging.NullHandler())

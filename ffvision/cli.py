@@ -1,7 +1,8 @@
 """Command line: ffvision train | eval | predict | cam | labels | bench | diagnose | list.
 
 Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
-and exit with status 2 (3 for a diverged run, 130 after Ctrl-C); bugs keep their traceback.
+and exit with status 2 (3 for a diverged run; after Ctrl-C, SIGTERM or SIGUSR1, which save last.pt, 128 + the
+signal's number: 130, 143, 138); bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -206,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "{last.pt,best.pt,metrics.jsonl,curves.png,summary.json}.",
                        epilog=EPILOG_TRAIN + ", ".join(_recipe_names()))
     t.add_argument("--config", metavar="RECIPE", help="YAML recipe: a path or a shipped name (see below)")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt; 'auto': "
+                   "continue --out's run if it has a last.pt, else start it there (for jobs a cluster may restart: "
+                   "torchrun --max-restarts, a requeued Slurm job)")
     _add_config_flags(t)
 
     e = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint",
@@ -302,7 +305,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     given = given_options(args)
     progress = False if args.verbosity < 0 else None  # -q: no progress bar either; else tqdm decides (a terminal)
-    if args.resume:
+    if args.resume == "auto":  # a job that may be started again: continue --out's run, or start it
+        summary = train(_train_config(args, given), resume="auto", show_progress=progress)
+    elif args.resume:
         if args.config:
             raise ConfigError("--config cannot be combined with --resume (the run keeps its own config)")
         summary = train(TrainConfig(), resume=args.resume, overrides=given, show_progress=progress)
@@ -508,9 +513,9 @@ def one_line(e: BaseException) -> str:
 
 def _is_main_rank() -> bool:
     """Whether this process prints for the run (rank 0 under torchrun)."""
-    from ffvision.train.distributed import current
+    import os
 
-    return current().is_main
+    return os.environ.get("RANK", "0") == "0"  # the process group is left by now
 
 
 def load_plugins(names: str | None) -> None:
@@ -550,12 +555,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ffvision: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if "torch" in sys.modules:  # a command that never loaded torch has no process group to close
-            import torch.distributed as tdist
-
-            if tdist.is_available() and tdist.is_initialized():
-                tdist.destroy_process_group()
 
 
 if __name__ == "__main__":

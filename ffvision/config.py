@@ -90,6 +90,10 @@ class TrainConfig:
                                "tensorboard package)", topic=OUTPUT)
     log_interval: int = option(20, "steps between host syncs that update the progress bar", ge=1, topic=OUTPUT)
     out: str | None = option(None, "run directory (default: runs/<method>-<model>-<dataset>-<time>)", topic=OUTPUT)
+    checkpoint_every: str = option("10m", "also write last.pt within an epoch: every N steps ('500') or every M "
+                                   "minutes ('10m'); 0: at the end of each epoch only. A run stopped any way (kill "
+                                   "-9, out of memory, a lost node) continues from it with --resume",
+                                   topic=OUTPUT)
     force: bool = option(False, "start a new run in an --out folder that holds another run's files (replacing "
                          "them)", topic=OUTPUT)
     dry_run: bool = option(False, "run one train, validation and test batch end to end; write nothing", topic=OUTPUT)
@@ -173,8 +177,24 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def checkpoint_interval(text: str) -> tuple[int, float]:
+    """--checkpoint-every as (steps, seconds), one of them 0: '500' -> (500, 0), '10m' -> (0, 600), '0' -> (0, 0)."""
+    t = text.strip().lower()
+    try:
+        if t.endswith(("m", "min")):
+            minutes = float(t.removesuffix("min").removesuffix("m"))
+            if minutes > 0:
+                return 0, minutes * 60
+        elif int(t) >= 0:
+            return int(t), 0.0
+    except ValueError:
+        pass
+    raise ConfigError(f"checkpoint_every must be a number of steps (500), of minutes (10m) or 0, got {text!r}")
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """The checks that involve more than one option (each option's own are declared with it)."""
+    """The checks that involve more than one option, or a format (each option's bounds are declared with it)."""
+    checkpoint_interval(cfg.checkpoint_every)
     if cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     return cfg

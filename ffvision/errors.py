@@ -31,6 +31,14 @@ def unknown_name(kind: str, name: str, choices: list[str]) -> ConfigError:
 
 
 class TrainingInterrupted(FFVisionError):
-    """Ctrl-C (or a stop request): last.pt was saved and the run can be resumed."""
+    """Ctrl-C, SIGTERM, SIGUSR1 or a stop request: last.pt was saved and the run can be resumed.
+
+    The exit status is 128 + the signal's number, as a shell reports a process the signal ended: 130 after
+    Ctrl-C (SIGINT) or a stop request, 143 after SIGTERM, 138 after SIGUSR1 (on Linux).
+    """
 
     exit_code = 130
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

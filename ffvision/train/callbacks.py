@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ffvision.config import checkpoint_interval
+from ffvision.train import distributed as dist
 from ffvision.train.outputs import RunLog, epoch_line
 
 # Hooks receive the Trainer (train/trainer.py), typed `Trainer` here by name only: the trainer imports this module.
@@ -103,14 +105,43 @@ class RunFiles(Callback):
 
 
 class Checkpoints(Callback):
-    """best.pt when validation improves, last.pt after every epoch and when a run is stopped (every rank calls
-    `save`, which gathers RNG states and writes from rank 0)."""
+    """best.pt when validation improves; last.pt after every epoch, every `--checkpoint-every` steps or minutes
+    within one, and when a run is stopped. Every rank calls `save` (it gathers RNG states; rank 0 writes), so
+    every rank decides alike: by the step count, or under torchrun by any rank's clock at the log interval."""
+
+    def __init__(self, every: str = "0") -> None:
+        self.steps, self.seconds = checkpoint_interval(every)
+        self.saved_at = time.monotonic()
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        """Start the clock."""
+        self.saved_at = time.monotonic()
+
+    def on_train_batch_end(self, trainer: Trainer) -> None:
+        """last.pt every N steps; every M minutes on one process (a clock read per step is free)."""
+        if trainer.step_in_epoch >= trainer.steps_per_epoch:
+            return  # the end of the epoch writes it
+        due = (self.steps and trainer.global_step % self.steps == 0) or (
+            self.seconds and not trainer.dist.enabled and time.monotonic() - self.saved_at >= self.seconds)
+        if due:
+            self._save_last(trainer)
+
+    def on_log_interval(self, trainer: Trainer, loss: float, accuracy: float) -> None:
+        """Every M minutes under torchrun: decided at the log interval, where the ranks sync anyway."""
+        if self.seconds and trainer.dist.enabled and trainer.step_in_epoch < trainer.steps_per_epoch:
+            if dist.any_rank(time.monotonic() - self.saved_at >= self.seconds, trainer.device):
+                self._save_last(trainer)
 
     def on_validation_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         """Write best.pt (if improved) and last.pt."""
         if improved:
             trainer.save("best.pt")
+        self._save_last(trainer)
+
+    def _save_last(self, trainer: Trainer) -> None:
+        """Write last.pt and restart the clock."""
         trainer.save("last.pt")
+        self.saved_at = time.monotonic()
 
     def on_interrupt(self, trainer: Trainer) -> None:
         """Write last.pt: --resume continues from this step."""
@@ -129,16 +160,27 @@ class DryRun(Callback):
         trainer.end_epoch = trainer.stop_fit = True
 
 
+_REGISTERED: list[Callable[[], Callback]] = []
+
+
+def register_callback(factory: Callable[[], Callback]) -> Callable[[], Callback]:
+    """Give every run from now on a Callback made by `factory` (a Callback subclass, or a function of no
+    arguments); a decorator. With FFVISION_PLUGINS a module reaches runs of the command line this way."""
+    _REGISTERED.append(factory)
+    return factory
+
+
 def run_callbacks(trainer: Trainer, given: list[Callback | Callable[[Trainer], None]] | None) -> list[Callback]:
     """The callbacks of a run: the divergence guard, files and checkpoints (with a run directory), a dry run's
-    limits, progress (rank 0), then the user's."""
+    limits, progress (rank 0), then the registered ones and the given ones."""
     out: list[Callback] = [trainer.guard]
     if trainer.run_dir is not None and not trainer.cfg.dry_run:
         if trainer.dist.is_main:
             out.append(RunFiles(trainer.run_dir, trainer.cfg.tensorboard))
-        out.append(Checkpoints())
+        out.append(Checkpoints(trainer.cfg.checkpoint_every))
     if trainer.cfg.dry_run:
         out.append(DryRun())
     if trainer.dist.is_main:
         out.append(ProgressLog())
+    out += [factory() for factory in _REGISTERED]
     return out + [c if isinstance(c, Callback) else StepFunction(c) for c in given or []]

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from ffvision import __version__
 from ffvision.errors import CheckpointError, ConfigError
 from ffvision.io import read_torch_file
 
@@ -25,7 +26,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, **payload}, fh)
+            torch.save({"format": FORMAT, "version": __version__, **payload}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
@@ -42,6 +43,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} not found")
     ckpt = read_torch_file(p, "checkpoint")
+    if isinstance(ckpt, dict) and str(ckpt.get("format", "")).startswith("ffvision-checkpoint-") \
+            and ckpt["format"] != FORMAT:
+        raise CheckpointError(f"{p} was written by ffvision {ckpt.get('version', '(version not recorded)')} in "
+                              f"format {ckpt['format']}, which ffvision {__version__} cannot read ({FORMAT})")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an ffvision checkpoint (no {FORMAT!r} marker)")
     return ckpt

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -46,8 +47,40 @@ def init_distributed(device: str = "auto") -> DistInfo:
         use_cuda = torch.cuda.is_available() and device != "cpu"
         if use_cuda:
             torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        backend = "nccl" if use_cuda else "gloo"
+        store = attempt_store(info.world_size)
+        if store is None:
+            dist.init_process_group(backend)
+        else:
+            dist.init_process_group(backend, store=store, rank=info.rank, world_size=info.world_size)
     return info
+
+
+def attempt_store(world_size: int) -> dist.Store | None:
+    """Under torchrun, the agent's store seen through a prefix of this attempt (TORCHELASTIC_RESTART_COUNT).
+
+    torchrun restarting its workers (--max-restarts) keeps its store, and the ranks of a restarted attempt
+    read there the addresses the previous attempt's ranks published: with torch 2.14 and gloo the new ranks
+    connected to dead ones ("Connection refused") and failed restart after restart. Each attempt's keys apart,
+    the restarted ranks find each other. None outside torchrun's agent store (env:// as usual).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return None
+    agent = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size, is_master=False,
+                          timeout=timedelta(minutes=10))
+    return dist.PrefixStore(f"ffvision/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", agent)
+
+
+def dist_initialized() -> bool:
+    """Whether this process is in a process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def leave_distributed() -> None:
+    """Leave the process group (every rank, at the end of a run however it ends: a gloo group left alive
+    made a rank abort at exit)."""
+    if dist_initialized():
+        dist.destroy_process_group()
 
 
 def current() -> DistInfo:
@@ -79,13 +112,18 @@ def reduce_sums(sums: dict[str, torch.Tensor], count: int, device: torch.device
     return out, float(flat[-1])
 
 
+def max_over_ranks(value: float, device: torch.device) -> float:
+    """The largest `value` of any rank (a collective: every rank must call it)."""
+    if not current().enabled:
+        return value
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def any_rank(flag: bool, device: torch.device) -> bool:
     """True if `flag` is true on any rank (a collective: every rank must call it)."""
-    if not current().enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return max_over_ranks(1.0 if flag else 0.0, device) > 0
 
 
 def broadcast_object(obj: Any) -> Any:

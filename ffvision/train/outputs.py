@@ -87,19 +87,26 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
             f"{record['train_accuracy']:.4f}  val acc [{by}]  {record['train_images_per_second']:.0f} img/s")
 
 
-class SigintHandler:
-    """First Ctrl-C: finish the step, save last.pt, exit cleanly. Second: stop at once."""
+# What clusters send before they stop a job (Slurm, Kubernetes, torchrun: SIGTERM; Slurm's --signal: SIGUSR1)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+class StopSignals:
+    """The first SIGINT (Ctrl-C), SIGTERM or SIGUSR1: finish the step, save last.pt, exit with 128 + the signal's
+    number. A second one: stop at once (KeyboardInterrupt), without saving."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.trainer._stop:
             raise KeyboardInterrupt
-        log.warning("Ctrl-C: saving last.pt after this step (press again to abort without saving)")
-        self.trainer.request_stop()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        log.warning("%s: saving last.pt after this step (again: abort without saving)", name)
+        self.trainer.request_stop(128 + signum)
 
     def restore(self) -> None:
-        """Put the previous handler back."""
-        signal.signal(signal.SIGINT, self.previous)
+        """Put the previous handlers back."""
+        for s, previous in self.previous.items():
+            signal.signal(s, previous)

@@ -28,7 +28,14 @@ from ffvision.methods import (
 from ffvision.train.callbacks import Callback
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.devices import cpu_has_native_bf16
-from ffvision.train.distributed import DistInfo, barrier, broadcast_object, init_distributed
+from ffvision.train.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    dist_initialized,
+    init_distributed,
+    leave_distributed,
+)
 from ffvision.train.outputs import RunLogFile, check_tensorboard
 from ffvision.train.trainer import Trainer
 
@@ -80,14 +87,45 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig
     return dataclasses.replace(cfg, out=str(run_dir)), ckpt
 
 
+def auto_resume(cfg: TrainConfig, overrides: dict[str, Any] | None
+                ) -> tuple[TrainConfig, str | None, dict[str, Any] | None]:
+    """--resume auto: (cfg, the run to resume, its overrides) when cfg.out holds a last.pt, whose settings must
+    be cfg's but for those a resumed run may change; else cfg as a new run that may replace the files an attempt
+    that never saved a checkpoint left there."""
+    if not cfg.out:
+        raise ConfigError("--resume auto needs --out: the run directory to continue, or to start the run in")
+    if broadcast_object((Path(cfg.out) / "last.pt").is_file()):  # rank 0 looks; every rank does the same
+        wanted = {k: v for k, v in used_config(checked(cfg)).items() if k != "out"}
+        return cfg, cfg.out, {**wanted, **(overrides or {})}
+    return dataclasses.replace(cfg, force=True), None, None
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, overrides: dict[str, Any] | None = None,
           callbacks: list[Callback | Callable[[Trainer], None]] | None = None,
           show_progress: bool | None = None) -> dict[str, Any]:
     """Train, select on validation, test once with the best model; returns summary.json's dict.
 
+    resume: a run directory to continue from its last.pt (`overrides`: the options that may change), or
+    "auto": continue cfg.out's run if it has a last.pt, else start cfg as a new run there (a restarted job).
+    Under torchrun the process group is joined here and left on the way out, however the run ends.
     Progress and the final report go to `logging.getLogger("ffvision")` (and RUN_DIR/train.log).
     """
+    was_in_group = dist_initialized()
     info = init_distributed(cfg.device)
+    joined = dist_initialized() and not was_in_group
+    try:
+        return _checked_train(cfg, resume, overrides, callbacks, show_progress, info)
+    finally:
+        if joined:
+            leave_distributed()
+
+
+def _checked_train(cfg: TrainConfig, resume: str | Path | None, overrides: dict[str, Any] | None,
+                   callbacks: list[Callback | Callable[[Trainer], None]] | None, show_progress: bool | None,
+                   info: DistInfo) -> dict[str, Any]:
+    """`train` in the process group: the config checked, the run directory opened, then `_train`."""
+    if resume == "auto":
+        cfg, resume, overrides = auto_resume(cfg, overrides)
     ckpt = None
     if resume is not None:
         cfg, ckpt = resume_config(Path(resume), overrides or {})

@@ -29,7 +29,7 @@ from ffvision.train.checkpoint import load_method_state, save_checkpoint
 from ffvision.train.devices import batch_to_device
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
-from ffvision.train.outputs import SigintHandler
+from ffvision.train.outputs import StopSignals
 from ffvision.train.placement import place_method
 from ffvision.train.rngstate import rng_state, set_rng_state
 from ffvision.train.samplers import EpochSampler, make_loader
@@ -74,6 +74,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.images_seen = 0
         self._stop = False
+        self.stop_exit_code = 130
         self._pending_sched: dict[str, Any] | None = None
         self._pending_rng: Any = None
         # the loop's state between hooks
@@ -128,9 +129,10 @@ class Trainer:
                 save_checkpoint(self.run_dir / name, state)
             dist.barrier()
 
-    def request_stop(self) -> None:
-        """Stop after the current step, save last.pt and raise TrainingInterrupted."""
+    def request_stop(self, exit_code: int = 130) -> None:
+        """Stop after the current step, save last.pt and raise TrainingInterrupted (with this exit status)."""
         self._stop = True
+        self.stop_exit_code = exit_code
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None, seed: int) -> DataLoader:
         """A DataLoader of this run (workers, pinning, this rank's shard; worker seeds from `seed`)."""
@@ -146,7 +148,7 @@ class Trainer:
         """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
         self.steps_per_epoch = math.ceil(math.ceil(len(train_set) / self.dist.world_size) / self.batch_size)
         self._start_schedules()
-        handler = SigintHandler(self) if threading.current_thread() is threading.main_thread() else None
+        handler = StopSignals(self) if threading.current_thread() is threading.main_thread() else None
         self._call("on_fit_start")
         try:
             while self.epoch < self.cfg.epochs and not self.stop_fit:
@@ -189,7 +191,8 @@ class Trainer:
             self._call("on_interrupt")
             where = self.run_dir / "last.pt" if self.run_dir else "nothing (no run directory)"
             raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1} step {self.step_in_epoch}; "
-                                      f"saved {where}; continue with: ffvision train --resume {self.run_dir}")
+                                      f"saved {where}; continue with: ffvision train --resume {self.run_dir}",
+                                      self.stop_exit_code)
 
     def _end_epoch(self, val_set: Dataset) -> None:
         """The epoch's means, the schedules, validation and the epoch's record; then the hooks (files, checkpoints,
@@ -262,9 +265,12 @@ class Trainer:
         return loss / seen, correct / seen
 
     def _stop_requested(self) -> bool:
-        """Whether to stop after this step (Ctrl-C, `request_stop`); under torchrun every rank stops together."""
+        """Whether to stop after this step (a signal, `request_stop`); under torchrun every rank stops together,
+        with the exit status of the rank that was signalled."""
         if self.dist.enabled:
-            self._stop = dist.any_rank(self._stop, self.device)
+            code = int(dist.max_over_ranks(self.stop_exit_code if self._stop else 0, self.device))
+            self._stop = code > 0
+            self.stop_exit_code = code or self.stop_exit_code
         return self._stop
 
     def val_subset(self, val_set: Dataset) -> Dataset:
