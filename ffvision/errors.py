@@ -11,6 +11,14 @@ class ConfigError(FFVisionError, ValueError):
     """A bad option: unknown key, wrong type, out-of-range value, unknown name."""
 
 
+class ImageTooSmall(ConfigError):
+    """Images smaller than a model (or a label set) can take; `minimum` is the smallest size that works."""
+
+    def __init__(self, message: str, minimum: int) -> None:
+        super().__init__(message)
+        self.minimum = minimum
+
+
 class DataError(FFVisionError):
     """A dataset that is missing, incomplete, corrupted or inconsistent."""
 

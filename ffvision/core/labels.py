@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ffvision.errors import ConfigError, DataError
+from ffvision.errors import ConfigError, DataError, ImageTooSmall
 
 LABEL_SETS = ("fourier", "morphological", "onehot")
 _SHAPES = ("disk", "square", "cross", "hbar", "vbar", "diag", "antidiag", "ring")
@@ -102,9 +102,10 @@ def fourier_patterns(num_classes: int, height: int, width: int) -> torch.Tensor:
     n_f = math.ceil(num_classes / n_o)
     longest, shortest = FOURIER_PERIODS_PX
     if min(height, width) < 2 * longest:
-        raise ConfigError(f"the fourier label set cannot make {num_classes} distinct patterns at "
-                          f"{height}x{width} px (its longest wave, {longest:g} px, needs at least "
-                          f"{2 * longest:g} px); use a larger image_size or the morphological set")
+        raise ImageTooSmall(f"the fourier label set cannot make {num_classes} distinct patterns at "
+                            f"{height}x{width} px (its longest wave, {longest:g} px, needs at least "
+                            f"{2 * longest:g} px); use a larger image_size or the morphological set",
+                            math.ceil(2 * longest))
     periods = [math.sqrt(longest * shortest)] if n_f == 1 else \
         [longest * (shortest / longest) ** (j / (n_f - 1)) for j in range(n_f)]
     v, u = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(), indexing="ij")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ffvision.core import FastDropout, LinearReadout, RMSNorm
-from ffvision.errors import ConfigError
+from ffvision.errors import ConfigError, ImageTooSmall
 from ffvision.kernels.spectral import CONV_IMPLS, SpectrumCache, prefer_spectral, spectral_conv2d
 from ffvision.models.registry import register_model
 
@@ -84,8 +84,8 @@ class ConvStack(nn.Module):
             raise ConfigError(f"in_channels must be positive, got {in_channels}")
         npool = sum(p for _, p in cfg)
         if image_size < 2**npool:
-            raise ConfigError(f"image_size {image_size} is too small: this model pools {npool} times "
-                              f"and needs at least {2**npool} px")
+            raise ImageTooSmall(f"image_size {image_size} is too small: this model pools {npool} times "
+                                f"and needs at least {2**npool} px", 2**npool)
         # ASGE RMS-normalises the raw image like every hand-off; FF-CNN feeds it as is.
         self.stem = RMSNorm() if input_norm else nn.Identity()
         self.layers = nn.ModuleList()

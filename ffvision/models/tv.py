@@ -33,7 +33,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from ffvision.errors import CheckpointError, ConfigError
+from ffvision.errors import CheckpointError, ConfigError, ImageTooSmall
 from ffvision.io import read_torch_file
 from ffvision.models.registry import register_model
 
@@ -70,7 +70,7 @@ class TorchvisionNet(nn.Module):
         if stem not in ("auto", "imagenet", "cifar"):
             raise ConfigError(f"stem must be auto, imagenet or cifar, got {stem!r}")
         if image_size < 16:
-            raise ConfigError(f"image_size must be at least 16 for {arch}, got {image_size}")
+            raise ImageTooSmall(f"image_size must be at least 16 for {arch}, got {image_size}", 16)
         small = stem == "cifar" or (stem == "auto" and image_size <= 64)
         self.arch, self.num_classes, self.small_input = arch, num_classes, small
         if arch == "resnet18":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from pathlib import Path
@@ -17,7 +18,8 @@ from ffvision import kernels
 from ffvision.config import TrainConfig, apply_overrides, checked
 from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
-from ffvision.errors import ConfigError
+from ffvision.data.datasets import DataSplits
+from ffvision.errors import ConfigError, ImageTooSmall
 from ffvision.methods import (
     LocalMethod,
     create_method,
@@ -156,12 +158,16 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
         image_size = native_image_size(cfg.dataset)
     if info.is_main:
         log.info("loading %s%s", cfg.dataset, f" from {cfg.data_dir}" if cfg.data_dir else "")
-    data = build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=image_size,
-                        val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
-                        augment=cfg.augment)
+
+    def load(size: int | None) -> DataSplits:
+        return build_splits(cfg.dataset, cfg.data_dir, download=cfg.download, image_size=size,
+                            val_size=cfg.val_size, split_seed=cfg.split_seed, train_subset=cfg.train_subset,
+                            augment=cfg.augment)
+
+    method, data = build_method(cfg, load(image_size), load)
     if info.is_main:
         log.info(data.describe())
-    method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels, data.image_size))
+        warn_few_steps(cfg, len(data.train))
     check_strategy(method, cfg.strategy)
     if info.enabled:  # different dropout masks and negatives on each rank, from here on
         torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
@@ -216,6 +222,38 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
         log.info("\n".join(format_report(summary)))
         log.info("run directory: %s", run_dir)
     return summary
+
+
+def build_method(cfg: TrainConfig, data: DataSplits, load: Callable[[int], DataSplits]
+                 ) -> tuple[LocalMethod, DataSplits]:
+    """The run's method for its data. Images smaller than the model (or its label patterns) can take are resized
+    to the smallest size it takes when the size was not given (tiny images in a folder); a size given that is
+    too small is a one-line error naming the size that works."""
+    original = data.image_size
+    for _ in range(4):  # each model part raises its own minimum: a few rounds at most
+        seed_everything(cfg.seed)  # the same initial weights as a run given this size
+        try:
+            return create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels,
+                                                              data.image_size)), data
+        except ImageTooSmall as e:
+            if cfg.image_size is not None:
+                raise ConfigError(f"{e}: pass --image-size {e.minimum} or more") from None
+            data = load(e.minimum)
+            data.notes.append(f"resized from the images' {original} px to {e.minimum}, the smallest {cfg.model} "
+                              "takes here (--image-size to choose)")
+    raise ConfigError(f"no image size found that {cfg.model} takes for {cfg.method}; pass --image-size")
+
+
+FEW_STEPS = 500  # optimizer steps below which a run warns that it is short
+
+
+def warn_few_steps(cfg: TrainConfig, train_images: int) -> None:
+    """A warning, with the numbers and the flags, for a run of fewer than FEW_STEPS optimizer steps in all."""
+    per_epoch = math.ceil(train_images / cfg.batch_size)
+    if not cfg.dry_run and per_epoch * cfg.epochs < FEW_STEPS:
+        log.warning("only %d optimizer steps in all (%d epochs x %d steps of batch %d over %s training images): "
+                    "most runs need more than %d to learn; raise --epochs or lower --batch-size",
+                    per_epoch * cfg.epochs, cfg.epochs, per_epoch, cfg.batch_size, f"{train_images:,}", FEW_STEPS)
 
 
 def check_model_options(cfg: TrainConfig) -> None:
