@@ -140,13 +140,19 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
             "amp": "bf16" if bf16 else "float32", "channels_last": channels_last, "dropout": dropout}
 
 
+WORKER_TIMEOUT_S = 3600  # one measurement's process: far above any measured (minutes at ImageNet size)
+
+
 def run_in_fresh_process(opts: dict[str, Any], what: str) -> dict[str, Any]:
     """measure(opts) for `what` (speed or memory) in a new interpreter; its JSON result."""
     env = dict(os.environ)
     if what == "memory":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"  # only here: it slows a CPU step by ~30%
-    res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps({**opts, "what": what})],
-                         capture_output=True, text=True, env=env)
+    try:
+        res = subprocess.run([sys.executable, "-m", "ffvision.bench", "--worker", json.dumps({**opts, "what": what})],
+                             capture_output=True, text=True, env=env, timeout=WORKER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"benchmark of {opts['method']} ({what}) did not finish in {WORKER_TIMEOUT_S} s") from None
     if res.returncode != 0:
         lines = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()
         raise ConfigError(f"benchmark of {opts['method']} failed: {lines[-1]}")

@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -169,17 +168,16 @@ def test_list_and_help(capsys):
 def test_console_entry_point_and_ctrl_c(fast_cfg: dict, tmp_path: Path):
     """A real process: Ctrl-C saves last.pt and exits 130; --resume finishes the run."""
     cfg = {**fast_cfg, "epochs": 40, "out": str(tmp_path / "sig")}
+    from processes import Job, wait_for
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "ffvision", "train", *flags(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
     metrics = tmp_path / "sig" / "metrics.jsonl"
-    deadline = time.time() + 120
-    while not metrics.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert metrics.exists(), proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    with Job([sys.executable, "-m", "ffvision", "train", *flags(cfg)], env) as job:
+        wait_for(metrics, job)
+        assert metrics.exists(), job.output()[1]
+        job.proc.send_signal(signal.SIGINT)
+        code, out, err = job.wait(120)
+    assert code == 130, err
     assert "interrupted at epoch" in err and "--resume" in err and "Traceback" not in err
     last = tmp_path / "sig" / "last.pt"
     assert last.exists()
