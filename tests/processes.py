@@ -59,7 +59,7 @@ class Job:
         return texts[0], texts[1]
 
     def kill(self) -> None:
-        """SIGKILL the job and every process it started (torchrun's workers run in sessions of their own)."""
+        """SIGKILL the job and every process it started (torchrun starts its workers with setsid)."""
         for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
