@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
 RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
-             "data_dir", "force", "tensorboard", "kernels"}
+             "data_dir", "force", "tensorboard", "kernels", "checkpoint_every"}
 
 
 def seed_everything(seed: int) -> None:
