@@ -58,7 +58,7 @@ def test_quiet_prints_the_result_only_and_train_log_keeps_the_progress(fast_cfg:
     assert code == 0, err
     assert "epoch 1/2" not in out and "loading" not in out
     warned, result = out.split("\n", 1)  # warnings still show: this tiny run is short
-    assert warned.startswith("warning: only 14 optimizer steps in all (2 epochs x 7 steps of batch 32")
+    assert warned.startswith("warning: a short run: 14 optimizer steps in all (2 epochs x 7 steps of batch 32")
     assert result.startswith("test accuracy (asge vgg8") and "<- reported" in result
     log = (Path(fast_cfg["out"]) / "train.log").read_text()
     assert re.search(r"^\d{4}-\d\d-\d\d [\d:,]+ INFO epoch 2/2 ", log, re.M) and "test accuracy (asge" in log

@@ -58,4 +58,4 @@ def test_the_resized_size_is_recorded_in_the_run(tiny_folder, tmp_path, capsys):
 
     data = json.loads((out / "summary.json").read_text())["data"]
     assert data["image_size"] == 16 and any("resized from the images' 8 px" in n for n in data["notes"])
-    assert "warning: only 1 optimizer steps in all" in text  # 6 images, batch 128, 1 epoch
+    assert "warning: a short run: 1 optimizer steps in all (1 epochs x 1 steps of batch 128 over 12" in text

@@ -251,8 +251,8 @@ def warn_few_steps(cfg: TrainConfig, train_images: int) -> None:
     """A warning, with the numbers and the flags, for a run of fewer than FEW_STEPS optimizer steps in all."""
     per_epoch = math.ceil(train_images / cfg.batch_size)
     if not cfg.dry_run and per_epoch * cfg.epochs < FEW_STEPS:
-        log.warning("only %d optimizer steps in all (%d epochs x %d steps of batch %d over %s training images): "
-                    "most runs need more than %d to learn; raise --epochs or lower --batch-size",
+        log.warning("a short run: %d optimizer steps in all (%d epochs x %d steps of batch %d over %s training "
+                    "images); accuracy usually still rises past %d: raise --epochs or lower --batch-size",
                     per_epoch * cfg.epochs, cfg.epochs, per_epoch, cfg.batch_size, f"{train_images:,}", FEW_STEPS)
 
 
