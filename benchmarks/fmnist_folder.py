@@ -32,9 +32,11 @@ def write_split(ds: Dataset, root: Path, classes: list[str], limit: int | None =
 
 
 def write_fmnist_folder(root: Path, train_subset: int | None = None, val_size: int = 10000,
-                        limits: tuple[int | None, int | None] = (None, None)) -> Path:
-    """FashionMNIST's train subset, validation and test splits (native 28 px) as PNG folders under root."""
-    data = build_splits("fashion-mnist", image_size=28, val_size=val_size, train_subset=train_subset, augment="none")
+                        limits: tuple[int | None, int | None] = (None, None), image_size: int = 28) -> Path:
+    """FashionMNIST's train subset, validation and test splits as PNG folders under root (at its native 28 px, or
+    downscaled with antialiasing to image_size: tiny images)."""
+    data = build_splits("fashion-mnist", image_size=image_size, val_size=val_size, train_subset=train_subset,
+                        augment="none")
     write_split(data.train, root / "train", data.classes)
     write_split(data.val, root / "val", data.classes, limits[0])
     write_split(data.test, root / "test", data.classes, limits[1])
@@ -45,9 +47,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", required=True, type=Path)
     ap.add_argument("--train-subset", type=int, default=10000)
+    ap.add_argument("--image-size", type=int, default=28, help="px; below 28 the images are downscaled")
     args = ap.parse_args()
     t = time.time()
-    write_fmnist_folder(args.root, args.train_subset)
+    write_fmnist_folder(args.root, args.train_subset, image_size=args.image_size)
     print(f"wrote {args.root} in {time.time() - t:.0f} s", flush=True)
 
 

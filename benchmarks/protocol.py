@@ -98,12 +98,15 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     from ffvision.config import TrainConfig, apply_overrides, load_recipe
     from ffvision.train.run import train
 
-    if "folder" in spec:  # the images of the built-in split, written once as PNG folders
+    folders = {}
+    for key, f in spec.get("folders", {}).items():  # FashionMNIST images written once as PNG folders
         from fmnist_folder import write_fmnist_folder
 
-        root = Path(spec["folder"]["root"])
+        root = Path(f.get("root", Path(args.runs_dir) / "folders" / key))
         if not (root / "train").is_dir():
-            write_fmnist_folder(root, spec["folder"]["train_subset"])
+            write_fmnist_folder(root, f["train_subset"], f.get("val_size", 10000), (f.get("val"), f.get("test")),
+                                f.get("image_size", 28))
+        folders[key] = str(root)
     runs = spec["runs"]
     unknown = [r for r in args.only or [] if r not in runs]
     if unknown:
@@ -113,8 +116,8 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
         for budget in spec.get("budgets", [{}]):
             for seed in seeds:
                 settings = {**spec.get("common", {}), **budget, **runs[run]}
-                if "folder" in spec and settings.get("dataset") == "imagefolder":
-                    settings["data_dir"] = spec["folder"]["root"]
+                if "folder" in settings:
+                    settings.update(dataset="imagefolder", data_dir=folders[settings.pop("folder")])
                 cfg = TrainConfig()
                 if "recipe" in settings:
                     cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{settings.pop('recipe')}.yaml"))
@@ -181,6 +184,39 @@ def report(paths: list[Path]) -> list[str]:
     return out
 
 
+def sweep_report(paths: list[Path]) -> list[str]:
+    """Markdown rows of a sweep protocol: per run, the run with no budget flags (the defaults chosen from the data)
+    against the sweep's best on validation: accuracy, the gap, and the time against the best's."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            budget = json.dumps(r.get("budget") or {}, sort_keys=True)
+            groups.setdefault(r["name"], {}).setdefault(budget, []).append(r)
+    out = ["| run | defaults chosen | their val % | time (s) | sweep's best | its val % | time (s) | gap (points) | "
+           "time ÷ best's | seeds | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def val(recs: list[dict]) -> float:
+        return 100 * statistics.mean(r["val_accuracy_best"] for r in recs)
+
+    def wall(recs: list[dict]) -> float:
+        return statistics.mean(r["wall_seconds"] for r in recs)
+
+    for run, budgets in groups.items():
+        mine = budgets.get("{}")
+        swept = {b: recs for b, recs in budgets.items() if b != "{}"}
+        if not mine or not swept:
+            continue
+        best = max(swept, key=lambda b: val(swept[b]))
+        c = mine[-1]["config"]
+        b = ", ".join(f"{k} {v}" for k, v in json.loads(best).items())
+        out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs | {val(mine):.1f} | {wall(mine):.0f} | "
+                   f"{b} | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | {val(swept[best]) - val(mine):+.1f} | "
+                   f"{wall(mine) / wall(swept[best]):.2f} | {len(mine)} | {mine[-1]['machine']} | "
+                   f"{mine[-1]['commit']} | {mine[-1]['date']} |")
+    return out
+
+
 def bench_report(paths: list[Path]) -> list[str]:
     """Markdown rows of the speed protocol: per entry and method, img/s and exact peak memory, and each against
     the entry's first (the method measured) as ratios."""
@@ -216,7 +252,8 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        print("\n".join((bench_report if "bench" in spec else report)(paths)))
+        kind = bench_report if "bench" in spec else sweep_report if spec.get("report") == "sweep" else report
+        print("\n".join(kind(paths)))
         return
     out = args.out or default_out(args.protocol, args.device)
     (run_bench if "bench" in spec else run_training)(args.protocol, spec, args, out)

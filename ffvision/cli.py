@@ -425,6 +425,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ffvision.bench import BP_VARIANTS, bench, format_table
     from ffvision.methods import method_class
     from ffvision.models import list_models
+    from ffvision.train.budget import MAX_BATCH
 
     cfg = apply_overrides(TrainConfig(), given_options(args), source="command line")  # train's checks and messages
     for other in (args.compare or "").split(","):
@@ -435,7 +436,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         raise unknown_name("model", cfg.model, list_models())
     kwargs = {k: v for k, v in cfg.options.items() if k != "model"}  # given; the method's defaults for the rest
-    res = bench(cfg.method, cfg.model, cfg.batch_size, device=cfg.device, compare=args.compare,
+    res = bench(cfg.method, cfg.model, cfg.batch_size or MAX_BATCH, device=cfg.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=cfg.amp, channels_last=cfg.channels_last,
                 compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats, method_kwargs=kwargs)

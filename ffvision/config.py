@@ -50,8 +50,12 @@ class TrainConfig:
     augment: str | None = option(None, "none | shift (random shifts up to 1/8 of the side) | flip | crop | cifar | "
                                  "imagenet (default: the dataset's: shift for imagefolder)", topic=DATA)
 
-    epochs: int = option(10, "training epochs", ge=1, topic=TRAINING)
-    batch_size: int = option(128, "training batch size", ge=1, topic=TRAINING)
+    epochs: int | None = option(None, "training epochs (default: from the training set's size, enough for a few "
+                                "thousand optimizer steps: 10 for FashionMNIST's 50,000 images, more for fewer; "
+                                "docs/data.md)", ge=1, topic=TRAINING)
+    batch_size: int | None = option(None, "training batch size, global (default: from the training set's size: 128, "
+                                    "smaller for a small set so that an epoch has enough steps; docs/data.md; "
+                                    "`ffvision bench`: 128)", ge=1, topic=TRAINING)
     min_lr_ratio: float = option(0.01, "cosine schedule ends at lr * min_lr_ratio", ge=0, le=1, topic=TRAINING)
     warmup_epochs: float = option(0.3, "linear learning-rate warm-up before the cosine, in epochs (at most "
                                   "--epochs)", ge=0, topic=TRAINING)
@@ -195,6 +199,6 @@ def checkpoint_interval(text: str) -> tuple[int, float]:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """The checks that involve more than one option, or a format (each option's bounds are declared with it)."""
     checkpoint_interval(cfg.checkpoint_every)
-    if cfg.warmup_epochs > cfg.epochs:
+    if cfg.epochs is not None and cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     return cfg

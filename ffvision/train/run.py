@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ffvision import kernels
-from ffvision.config import TrainConfig, apply_overrides, checked
+from ffvision.config import TrainConfig, apply_overrides, checked, validate
 from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.data.datasets import DataSplits
@@ -27,6 +27,7 @@ from ffvision.methods import (
     method_kwargs,
     used_config,
 )
+from ffvision.train.budget import default_batch_size, default_epochs
 from ffvision.train.callbacks import Callback
 from ffvision.train.checkpoint import load_checkpoint, load_method_state
 from ffvision.train.devices import cpu_has_native_bf16
@@ -54,6 +55,8 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
 
+
+FROM_DATA = ("batch_size", "epochs")  # chosen from the training set when not given (sized_for_data)
 
 RUN_FILES = ("last.pt", "best.pt", "summary.json", "metrics.jsonl", "curves.png")
 
@@ -97,7 +100,8 @@ def auto_resume(cfg: TrainConfig, overrides: dict[str, Any] | None
     if not cfg.out:
         raise ConfigError("--resume auto needs --out: the run directory to continue, or to start the run in")
     if broadcast_object((Path(cfg.out) / "last.pt").is_file()):  # rank 0 looks; every rank does the same
-        wanted = {k: v for k, v in used_config(checked(cfg)).items() if k != "out"}
+        wanted = {k: v for k, v in used_config(checked(cfg)).items()
+                  if k != "out" and not (k in FROM_DATA and v is None)}  # chosen from the data: as saved
         return cfg, cfg.out, {**wanted, **(overrides or {})}
     return dataclasses.replace(cfg, force=True), None, None
 
@@ -165,6 +169,7 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
                             augment=cfg.augment)
 
     method, data = build_method(cfg, load(image_size), load)
+    cfg = sized_for_data(cfg, len(data.train), info.world_size, data.notes)
     if info.is_main:
         log.info(data.describe())
         warn_few_steps(cfg, len(data.train))
@@ -242,6 +247,27 @@ def build_method(cfg: TrainConfig, data: DataSplits, load: Callable[[int], DataS
             data.notes.append(f"resized from the images' {original} px to {e.minimum}, the smallest {cfg.model} "
                               "takes here (--image-size to choose)")
     raise ConfigError(f"no image size found that {cfg.model} takes for {cfg.method}; pass --image-size")
+
+
+def sized_for_data(cfg: TrainConfig, train_images: int, processes: int = 1, notes: list[str] | None = None
+                   ) -> TrainConfig:
+    """cfg with the batch size and epochs not given chosen from the training set's size (train/budget.py); each
+    choice is said in `notes` (the run's data line and summary.json)."""
+    resolved: dict[str, int] = {}
+    if cfg.batch_size is None:
+        resolved["batch_size"] = default_batch_size(train_images, processes)
+    if cfg.epochs is None:
+        resolved["epochs"] = default_epochs(train_images, resolved.get("batch_size", cfg.batch_size))
+    if not resolved:
+        return cfg
+    new = validate(dataclasses.replace(cfg, **resolved))
+    steps = math.ceil(train_images / new.batch_size) * new.epochs
+    chosen = " and ".join(f"{k.replace('_', ' ')} {v}" for k, v in resolved.items())
+    flags = " / ".join(f"--{k.replace('_', '-')}" for k in resolved)
+    if notes is not None:
+        notes.append(f"{chosen} from the {train_images:,} training images ({steps:,} optimizer steps; {flags} to "
+                     "choose)")
+    return new
 
 
 FEW_STEPS = 500  # optimizer steps below which a run warns that it is short

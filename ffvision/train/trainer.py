@@ -50,6 +50,9 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.dist = dist.current()
+        if cfg.batch_size is None or cfg.epochs is None:
+            raise ConfigError("a Trainer needs cfg.batch_size and cfg.epochs: train() chooses those not given from "
+                              "the data (run.sized_for_data)")
         if cfg.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
                               f"{self.dist.world_size} processes")
