@@ -105,6 +105,8 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
 
     bf16, channels_last = set_precision(m, dev, opts.get("amp", "off"), opts.get("channels_last"),
                                         bool(opts.get("compile")))
+    if opts.get("micro_batches"):
+        m.micro_batches = opts["micro_batches"]
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     if dev.type == "cuda":
@@ -137,7 +139,8 @@ def measure(opts: dict[str, Any]) -> dict[str, float]:
     dt = time.perf_counter() - t
     dropout = next((mod.p for mod in m.modules() if isinstance(mod, torch.nn.Dropout)), 0.0)
     return {"images_per_second": b * opts["steps"] / dt, "seconds_per_step": dt / opts["steps"], "device": str(dev),
-            "amp": "bf16" if bf16 else "float32", "channels_last": channels_last, "dropout": dropout}
+            "amp": "bf16" if bf16 else "float32", "channels_last": channels_last, "dropout": dropout,
+            "micro_batches": m.micro_batches}
 
 
 WORKER_TIMEOUT_S = 3600  # one measurement's process: far above any measured (minutes at ImageNet size)
@@ -162,8 +165,10 @@ def run_in_fresh_process(opts: dict[str, Any], what: str) -> dict[str, Any]:
 def bench(method: str, model: str, batch_size: int, *, device: str = "auto", compare: str | None = None,
           in_channels: int = 1, image_size: int = 32, num_classes: int = 10, steps: int = 10, warmup: int = 3,
           amp: str = "auto", channels_last: bool | None = None, compile: bool = False, kernels: str = "on",
-          method_kwargs: dict[str, Any] | None = None, repeats: int = 1) -> dict[str, Any]:
-    """Measure `method` (and `compare`, e.g. bp, on the same network) in fresh processes."""
+          method_kwargs: dict[str, Any] | None = None, repeats: int = 1,
+          micro_batches: int | None = None) -> dict[str, Any]:
+    """Measure `method` (and `compare`, e.g. bp, on the same network) in fresh processes; `micro_batches` splits
+    the method's steps and bp-accum's (the fair pairing: equal micro-batch, equal batch)."""
     if batch_size < 1 or steps < 1 or warmup < 0 or repeats < 1:
         raise ConfigError("batch size, steps and repeats must be positive")
     common = {"model": model, "batch_size": batch_size, "device": device, "in_channels": in_channels,
@@ -172,7 +177,8 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
     kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
     compares = [c for c in (compare or "").split(",") if c]
     shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
-    jobs = {name: {**common, "method": name, "method_kwargs": kwargs if name == method else shared}
+    jobs = {name: {**common, "method": name, "method_kwargs": kwargs if name == method else shared,
+                   "micro_batches": micro_batches if name == method or BP_VARIANTS.get(name) == "accumulate" else None}
             for name in [method, *compares]}
     speeds: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}
     for _ in range(repeats):  # the methods take turns, so a slow minute of a shared machine hits them alike
@@ -183,8 +189,8 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
         ordered = sorted(speeds[name], key=lambda r: r["images_per_second"])
         runs[name] = {**ordered[len(ordered) // 2], **run_in_fresh_process(job, "memory"),
                       "images_per_second_all": [r["images_per_second"] for r in speeds[name]]}
-    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "method_kwargs": kwargs, "repeats": repeats,
-                           "runs": runs}
+    out: dict[str, Any] = {"model": model, "batch_size": batch_size, "micro_batches": micro_batches,
+                           "method_kwargs": kwargs, "repeats": repeats, "runs": runs}
     if compares:
         a = runs[method]
         out["ratios"] = {other: {"throughput": a["images_per_second"] / runs[other]["images_per_second"],
@@ -200,8 +206,9 @@ def format_table(res: dict[str, Any]) -> str:
     lines = [f"{res['model']}, batch {res['batch_size']}, {next(iter(res['runs'].values()))['device']}:",
              f"  {'method':<14} {'img/s':>10} {'peak (tensors)':>16} {'peak (process)':>16}"]
     for name, r in res["runs"].items():
+        k = r.get("micro_batches", 1)
         how = (f"  {r['amp']}{', channels_last' if r['channels_last'] else ''}, dropout {r.get('dropout', 0):g}"
-               if "amp" in r else "")
+               f"{f', {k} micro-batches' if k > 1 else ''}" if "amp" in r else "")
         lines.append(f"  {name:<14} {r['images_per_second']:>10.1f} {r['peak_memory_bytes'] / 2**20:>12.1f} MiB "
                      f"{r['process_peak_bytes'] / 2**20:>12.1f} MiB{how}")
     first = next(iter(res["runs"]))

@@ -24,7 +24,7 @@ RECIPES = Path(__file__).parent / "recipes"
 # leave the heap alone.
 HEAP_COMMANDS = ("train", "eval", "diagnose", "bench", "predict", "cam")
 # The run options `ffvision bench` takes (checked as `ffvision train` checks them), beside every method option
-BENCH_RUN_OPTIONS = ("method", "batch_size", "device", "amp", "channels_last", "compile", "kernels")
+BENCH_RUN_OPTIONS = ("method", "batch_size", "micro_batches", "device", "amp", "channels_last", "compile", "kernels")
 
 EPILOG_TRAIN = """examples:
   ffvision train --method asge --model vgg8 --dataset fashion-mnist --width-mult 0.25 \\
@@ -439,7 +439,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = bench(cfg.method, cfg.model, cfg.batch_size or MAX_BATCH, device=cfg.device, compare=args.compare,
                 in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
                 steps=args.steps, warmup=args.warmup, amp=cfg.amp, channels_last=cfg.channels_last,
-                compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats, method_kwargs=kwargs)
+                compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats, method_kwargs=kwargs,
+                micro_batches=cfg.micro_batches)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

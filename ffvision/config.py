@@ -56,6 +56,10 @@ class TrainConfig:
     batch_size: int | None = option(None, "training batch size, global (default: from the training set's size: 128, "
                                     "smaller for a small set so that an epoch has enough steps; docs/data.md; "
                                     "`ffvision bench`: 128)", ge=1, topic=TRAINING)
+    micro_batches: int | None = option(None, "split each training batch into K micro-batches that go through the "
+                                       "blocks one at a time, gradients accumulated, one optimizer step: the same "
+                                       "update with 1/K of the activations (default: 1; bp with --memory-saving "
+                                       "accumulate: 4)", ge=1, topic=TRAINING)
     min_lr_ratio: float = option(0.01, "cosine schedule ends at lr * min_lr_ratio", ge=0, le=1, topic=TRAINING)
     warmup_epochs: float = option(0.3, "linear learning-rate warm-up before the cosine, in epochs (at most "
                                   "--epochs)", ge=0, topic=TRAINING)
@@ -199,6 +203,9 @@ def checkpoint_interval(text: str) -> tuple[int, float]:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """The checks that involve more than one option, or a format (each option's bounds are declared with it)."""
     checkpoint_interval(cfg.checkpoint_every)
+    if cfg.micro_batches is not None and cfg.micro_batches > 1 and cfg.pipeline_devices:
+        raise ConfigError("--micro-batches and --pipeline-devices do not go together: a pipeline trains its own "
+                          "micro-batches (--pipeline-micro-batches), one update each")
     if cfg.epochs is not None and cfg.warmup_epochs > cfg.epochs:
         raise ConfigError(f"warmup_epochs must be in [0, epochs], got {cfg.warmup_epochs}")
     return cfg

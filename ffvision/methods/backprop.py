@@ -8,8 +8,9 @@ Two memory-saving variants are what a memory-bound user of backprop would run in
 local method, so comparisons include them (`memory_saving`):
   checkpoint  activation checkpointing per layer (torch.utils.checkpoint): only each layer's
               input is kept; the backward pass recomputes the layer.
-  accumulate  the batch in four micro-batches, gradients accumulated, one optimizer step:
-              the same update (up to dropout draws) with a quarter of the activations.
+  accumulate  the batch in micro-batches (four, or --micro-batches), gradients accumulated, one
+              optimizer step (LocalMethod.train_step): the same update (up to dropout draws) with a
+              quarter of the activations. `--micro-batches K` does the same for every method.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Backprop(LocalMethod):
             raise ConfigError("per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), "
                               f"not {o.model!r}")
         self.lr, self.weight_decay, self.memory_saving = o.lr, o.weight_decay, o.memory_saving
+        if o.memory_saving == "accumulate":
+            self.micro_batches = MICRO_BATCHES  # unless the run gives --micro-batches
         # measured on the VGG stacks only (bf16 + channels_last ~1.9x float32 on a Zen 5 CPU, quick-protocol
         # accuracy 79.91 vs 79.85%); other models keep float32 on the CPU
         self.cpu_bf16 = self.cpu_channels_last = o.model.startswith("vgg")
@@ -86,28 +89,6 @@ class Backprop(LocalMethod):
         self.blocks.append(LocalBlock(FeatureStack(net, checkpoint=o.memory_saving == "checkpoint"), readout,
                                       loss=smoothed_cross_entropy(o.label_smoothing)))
         self.build_optimizers()
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update; with memory_saving="accumulate" over micro-batches, gradients summed, one step."""
-        if self.memory_saving != "accumulate" or x.shape[0] < 2:
-            return super().train_step(x, y)
-        self.check_inputs(x, y)
-        self.set_train_mode()
-        opt, block, n = self.optimizers["block1"], self.blocks[0], y.shape[0]
-        opt.zero_grad(set_to_none=True)
-        loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device, dtype=torch.long)
-        for xb, yb in zip(x.chunk(MICRO_BATCHES), y.chunk(MICRO_BATCHES)):
-            with self.autocast(xb):
-                o = block(self.prepare(xb), hand_off=False)
-                loss = block.local_loss(o.scores, yb)
-            (loss * (yb.shape[0] / n)).backward()  # the full batch's mean loss, accumulated
-            loss_sum = loss_sum + loss.detach().float() * yb.shape[0]
-            correct = correct + (o.scores.detach().argmax(1) == yb).sum()
-            del o, loss
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        layer_loss = (loss_sum / n).reshape(1)
-        return self.combine_stats({"layer_loss_sum": layer_loss * n, "layer_correct": correct.reshape(1)})
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
         """A single optimizer over the whole network."""

@@ -53,6 +53,7 @@ class LocalMethod(nn.Module):
     native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
     cpu_channels_last: bool = False  # and channels_last with it (measured per method)
+    micro_batches: int = 1  # a step's batch in this many micro-batches, gradients accumulated (`train_step`)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass with a `spec` takes its name and strategies from it (declared once)."""
@@ -83,6 +84,8 @@ class LocalMethod(nn.Module):
         # DistributedDataParallel wrappers of the trained units (set by `distribute`); kept out of
         # the module tree so state_dict keys are the same with and without torchrun.
         self._ddp: dict[str, nn.Module] = {}
+        self._accumulating: dict[str, float] | None = None  # in a micro-batched step: the optimizers used, and
+        self._grad_scale = 1.0  # the micro-batch's share of the batch (its losses are means over it)
 
     # ----------------------------------------------------------------- optimizers
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
@@ -123,7 +126,12 @@ class LocalMethod(nn.Module):
         return self._ddp.get(name, module)
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
-        """Backpropagate `loss` and step only the optimizer called `name`."""
+        """Backpropagate `loss` and step only the optimizer called `name` (in a micro-batched step: accumulate its
+        gradient, weighted by the micro-batch's share; `train_step` steps every optimizer used once at the end)."""
+        if self._accumulating is not None:
+            (loss * self._grad_scale).backward()
+            self._accumulating[name] = 1.0
+            return
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -244,14 +252,43 @@ class LocalMethod(nn.Module):
 
     # ----------------------------------------------------------------- API
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One local update of every block; returns on-device sums (loss_sum, correct, ...)."""
+        """One local update of every block; returns on-device sums (loss_sum, correct, ...).
+
+        With `micro_batches` K > 1 the batch goes through every block one micro-batch at a time, each block's
+        gradient accumulated over the K (every loss is a mean over its images, weighted by the micro-batch's
+        share), and each optimizer steps once at the end: the update of one pass over the whole batch, to
+        rounding, holding one micro-batch's activations. BatchNorm normalises each micro-batch on its own (as
+        backprop's gradient accumulation does), and random draws (dropout, negatives) come in another order.
+        """
         self.check_inputs(x, y)
         self.set_train_mode()
+        k = min(self.micro_batches, y.shape[0])
+        if k <= 1:
+            return self.combine_stats(self._step_sums(x, y))
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        totals: dict[str, torch.Tensor] = {}
+        self._accumulating = {}
+        try:
+            for xb, yb in zip(x.chunk(k), y.chunk(k)):
+                self._grad_scale = yb.shape[0] / y.shape[0]
+                for key, v in self._step_sums(xb, yb).items():
+                    totals[key] = totals[key] + v if key in totals else v
+            used = list(self._accumulating)
+        finally:
+            self._accumulating, self._grad_scale = None, 1.0
+        for name in used:
+            self.optimizers[name].step()
+            self.optimizers[name].zero_grad(set_to_none=True)
+        return self.combine_stats(totals)
+
+    def _step_sums(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The updates of one (micro-)batch and their on-device sums, before combine_stats."""
         h, target, extra = self.begin_step(x, y)
         kept, stats = self.local_updates(h, target, y.shape[0])
         stats.update(extra)
         stats.update(self.finish_update(kept, y))
-        return self.combine_stats(stats)
+        return stats
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
         """Class scores (B, N) of every strategy and block; `strategy` may limit the work."""

@@ -91,7 +91,7 @@ class BackpropOptions(PretrainedOptions, LabelSmoothingOptions, LayerWidthOption
     """End-to-end backprop on the same architectures."""
 
     memory_saving: str = option("none", "none | checkpoint (per-layer activation checkpointing) | accumulate "
-                                "(4 micro-batches, gradients accumulated)",
+                                "(4 micro-batches, or --micro-batches, gradients accumulated)",
                                 choices=("none", "checkpoint", "accumulate"))
 
 

@@ -56,6 +56,8 @@ def set_precision(method: Any, device: torch.device, amp: str, channels_last: bo
 
 def place_method(method: Any, cfg: Any, world: Any) -> Placement:
     """Move a method to its device; set channels_last, bf16, compile, DDP and pipelining from the config."""
+    if cfg.micro_batches is not None:
+        method.micro_batches = cfg.micro_batches
     devices = None
     if cfg.pipeline_devices:
         if world.enabled:
