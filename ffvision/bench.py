@@ -201,6 +201,98 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
 
 
 
+UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+         "tb": 10**12}
+
+
+def parse_bytes(text: str) -> int:
+    """'8GiB' -> 8 * 2**30 (also KiB, MiB, TiB, kB, MB, GB, TB and plain bytes); ConfigError otherwise."""
+    t = text.strip().lower().replace(" ", "")
+    digits = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(digits):] or "b"
+    try:
+        value = float(digits) * UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(f"memory budget must look like 8GiB, 512MiB or 4GB, got {text!r}") from None
+    if value <= 0:
+        raise ConfigError(f"memory budget must be positive, got {text!r}")
+    return int(value)
+
+
+def batch_sweep(method: str, model: str, batch_sizes: list[int], *, micro_batch_size: int | None = None,
+                budget: int | None = None, **kwargs: Any) -> dict[str, Any]:
+    """`bench` at each batch size (ascending): img/s and exact peak per variant, and the largest batch within
+    `budget` bytes for each (measured, and where the line through the last two peaks crosses the budget).
+
+    micro_batch_size: the method and bp-accum split each batch into micro-batches of this size (equal
+    micro-batch, equal batch); every batch size must be a multiple of it.
+    """
+    sizes = sorted(set(batch_sizes))
+    if not sizes or sizes[0] < 1:
+        raise ConfigError("batch sizes must be positive")
+    if micro_batch_size is not None:
+        bad = [b for b in sizes if micro_batch_size < 1 or b % micro_batch_size]
+        if bad:
+            raise ConfigError(f"each batch size must be a multiple of --micro-batch-size {micro_batch_size}: "
+                              f"{', '.join(map(str, bad))} is not")
+    points = []
+    for b in sizes:
+        k = b // micro_batch_size if micro_batch_size else None
+        res = bench(method, model, b, micro_batches=k, **kwargs)
+        points.append({"batch_size": b, "micro_batches": k, "runs": res["runs"]})
+        least = res["runs"][method]["peak_memory_bytes"]
+        if budget is not None and len(points) == 1 and least > budget:
+            raise ConfigError(f"--budget {budget / 2**20:,.1f} MiB is below what {method} takes at the smallest "
+                              f"batch, {b}{f' in micro-batches of {micro_batch_size}' if k else ''}: "
+                              f"{least / 2**20:,.1f} MiB")
+    variants = list(points[0]["runs"])
+    out: dict[str, Any] = {"method": method, "model": model, "micro_batch_size": micro_batch_size,
+                           "batch_sizes": sizes, "budget_bytes": budget, "points": points, "variants": {}}
+    for v in variants:
+        peaks = [p["runs"][v]["peak_memory_bytes"] for p in points]
+        ips = [p["runs"][v]["images_per_second"] for p in points]
+        entry: dict[str, Any] = {"peak_memory_bytes": peaks, "images_per_second": ips}
+        if budget is not None:
+            fits = [b for b, m in zip(sizes, peaks) if m <= budget]
+            entry["largest_measured_batch_within_budget"] = max(fits) if fits else None
+            entry["images_per_second_at_it"] = ips[sizes.index(max(fits))] if fits else None
+            entry["batch_at_budget"] = crossing(sizes, peaks, budget)
+        out["variants"][v] = entry
+    return out
+
+
+def crossing(sizes: list[int], peaks: list[int], budget: int) -> float | None:
+    """The batch size at which peak memory reaches `budget`, on the line through the two nearest measured points
+    (peak memory grows linearly with the batch); None with fewer than two points, a flat line or beyond twice
+    the largest batch measured."""
+    if len(sizes) < 2:
+        return None
+    i = next((j for j in range(1, len(sizes)) if peaks[j] >= budget), len(sizes) - 1)
+    (b0, m0), (b1, m1) = (sizes[i - 1], peaks[i - 1]), (sizes[i], peaks[i])
+    if m1 <= m0:
+        return None
+    at = b0 + (budget - m0) * (b1 - b0) / (m1 - m0)
+    return at if at <= 2 * sizes[-1] else None  # further out the line says little
+
+
+def format_sweep(res: dict[str, Any]) -> str:
+    """The sweep as a table: per variant, img/s and peak at each batch size, and where it meets the budget."""
+    lines = [f"{res['model']}, batch sizes {', '.join(map(str, res['batch_sizes']))}"
+             + (f", micro-batches of {res['micro_batch_size']}" if res["micro_batch_size"] else "")
+             + (f", budget {res['budget_bytes'] / 2**20:,.0f} MiB" if res["budget_bytes"] else "") + ":"]
+    for v, e in res["variants"].items():
+        cells = ", ".join(f"{b}: {i:.0f} img/s {m / 2**20:,.1f} MiB" for b, i, m in
+                          zip(res["batch_sizes"], e["images_per_second"], e["peak_memory_bytes"]))
+        lines.append(f"  {v:<14} {cells}")
+        if res["budget_bytes"]:
+            at, fits = e["batch_at_budget"], e["largest_measured_batch_within_budget"]
+            lines.append(f"  {'':<14} largest batch measured within the budget: {fits}"
+                         + (f"; reaches it at batch ~{at:,.0f}" if at else
+                            "; not within twice the largest batch measured" if fits == res["batch_sizes"][-1]
+                            else ""))
+    return "\n".join(lines)
+
+
 def format_table(res: dict[str, Any]) -> str:
     """The human-readable table `ffvision bench` prints."""
     lines = [f"{res['model']}, batch {res['batch_size']}, {next(iter(res['runs'].values()))['device']}:",

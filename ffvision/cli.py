@@ -274,7 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps [default: 3]")
     bn.add_argument("--repeats", type=int, default=1,
                     help="speed runs per method, the methods taking turns; the median is reported [default: 1]")
-    bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} as JSON")
+    bn.add_argument("--json", metavar="FILE", help="write {runs: {...}, ratios: {...}} (a sweep: its points and "
+                    "variants) as JSON")
+    bn.add_argument("--batch-sizes", metavar="B,B,...", help="sweep these batch sizes (instead of --batch-size): "
+                    "img/s and peak memory of each variant at each, a table, --json and --plot")
+    bn.add_argument("--micro-batch-size", type=int, metavar="M", help="in a sweep: the method and bp-accum split "
+                    "each batch into micro-batches of M images (equal micro-batch, equal batch)")
+    bn.add_argument("--budget", metavar="BYTES", help="in a sweep: a memory budget (8GiB, 512MiB): the largest "
+                    "batch of each variant within it, marked on the plot")
+    bn.add_argument("--plot", metavar="PNG", help="in a sweep: draw peak memory and img/s against the batch size")
 
     dg = sub.add_parser("diagnose", parents=[common],
                         help="per-layer goodness diagnostics of a checkpoint (PNG + JSON)",
@@ -436,11 +444,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         raise unknown_name("model", cfg.model, list_models())
     kwargs = {k: v for k, v in cfg.options.items() if k != "model"}  # given; the method's defaults for the rest
-    res = bench(cfg.method, cfg.model, cfg.batch_size or MAX_BATCH, device=cfg.device, compare=args.compare,
-                in_channels=args.in_channels, image_size=args.image_size, num_classes=args.num_classes,
-                steps=args.steps, warmup=args.warmup, amp=cfg.amp, channels_last=cfg.channels_last,
-                compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats, method_kwargs=kwargs,
-                micro_batches=cfg.micro_batches)
+    common = dict(device=cfg.device, compare=args.compare, in_channels=args.in_channels, image_size=args.image_size,
+                  num_classes=args.num_classes, steps=args.steps, warmup=args.warmup, amp=cfg.amp,
+                  channels_last=cfg.channels_last, compile=cfg.compile, kernels=cfg.kernels, repeats=args.repeats,
+                  method_kwargs=kwargs)
+    sweep_only = [f for f, v in (("--micro-batch-size", args.micro_batch_size), ("--budget", args.budget),
+                                 ("--plot", args.plot)) if v is not None]
+    if args.batch_sizes is None and sweep_only:
+        raise ConfigError(f"{', '.join(sweep_only)} belong to a sweep: give --batch-sizes")
+    if args.batch_sizes is not None:
+        from ffvision.bench import batch_sweep, format_sweep, parse_bytes
+
+        if args.micro_batch_size is not None and cfg.micro_batches is not None:
+            raise ConfigError("give --micro-batches or --micro-batch-size, not both")
+        try:
+            sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+        except ValueError:
+            raise ConfigError(f"--batch-sizes takes whole numbers, e.g. 32,64,128, got {args.batch_sizes!r}") from None
+        budget = parse_bytes(args.budget) if args.budget is not None else None
+        res = batch_sweep(cfg.method, cfg.model, sizes, micro_batch_size=args.micro_batch_size, budget=budget,
+                          **common)
+        print(format_sweep(res))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        if args.plot:
+            from ffvision.viz.sweep import plot_sweep
+
+            plot_sweep(res, args.plot)
+        return 0
+    res = bench(cfg.method, cfg.model, cfg.batch_size or MAX_BATCH, micro_batches=cfg.micro_batches, **common)
     print(format_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

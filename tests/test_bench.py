@@ -82,3 +82,53 @@ def test_sweep_words_and_the_validation_pick(monkeypatch):
         "amp": "off", "input_norm": True, "filters": 128, "labels": "fourier"}
     record = {"val_by_epoch": [{"goodness": 0.5, "probe": 0.9}, {"goodness": 0.7, "probe": 0.6}]}
     assert best_val(record, "goodness") == 0.7 and best_val(record, "probe") == 0.9
+
+
+def test_a_batch_size_sweep_writes_json_and_a_plot_with_the_budget(capsys, tmp_path: Path):
+    out, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    code, stdout, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
+                                "--image-size", "16", "--batch-sizes", "8,16", "--micro-batch-size", "8",
+                                "--budget", "1GiB", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                                "--json", str(out), "--plot", str(png))
+    assert code == 0, err
+    res = json.loads(out.read_text())
+    assert res["batch_sizes"] == [8, 16] and res["micro_batch_size"] == 8 and res["budget_bytes"] == 2**30
+    assert [p["runs"]["asge"]["micro_batches"] for p in res["points"]] == [1, 2]
+    e = res["variants"]["asge"]
+    assert len(e["peak_memory_bytes"]) == 2 and min(e["images_per_second"]) > 0
+    assert e["largest_measured_batch_within_budget"] == 16
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "largest batch measured within the budget: 16" in stdout
+
+
+def test_the_sweep_pairs_equal_micro_batches_and_finds_where_the_budget_is_reached(monkeypatch):
+    from ffvision import bench as bench_module
+
+    def fake(job: dict, what: str) -> dict:  # peak: 1 MiB + 1 MiB per image of the (micro-)batch held
+        held = job["batch_size"] // (job["micro_batches"] or 1)
+        return {"images_per_second": 100.0, "peak_memory_bytes": (1 + held) * 2**20, "process_peak_bytes": 1,
+                "device": "cpu", "micro_batches": job["micro_batches"] or 1}
+
+    monkeypatch.setattr(bench_module, "run_in_fresh_process", fake)
+    res = bench_module.batch_sweep("asge", "vgg8", [32, 64, 128], micro_batch_size=32, budget=40 * 2**20,
+                                   compare="bp,bp-accum")
+    for p in res["points"]:  # the method and bp-accum split alike; plain bp holds the whole batch
+        k = p["batch_size"] // 32
+        assert [p["runs"][v]["micro_batches"] for v in ("asge", "bp", "bp-accum")] == [k, 1, k]
+    assert res["variants"]["bp"]["largest_measured_batch_within_budget"] == 32
+    assert res["variants"]["bp"]["batch_at_budget"] == 39  # 1 + B MiB reaches 40 MiB at B = 39
+    assert res["variants"]["asge"]["largest_measured_batch_within_budget"] == 128
+    assert res["variants"]["asge"]["batch_at_budget"] is None  # flat: micro-batches hold the same at any batch
+
+
+def test_a_budget_below_the_smallest_batch_and_sweep_flags_alone_are_one_line_errors(capsys):
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--model", "vgg8", "--width-mult", "0.125",
+                           "--image-size", "16", "--batch-sizes", "8,16", "--budget", "1KiB", "--device", "cpu",
+                           "--steps", "1", "--warmup", "1")
+    assert_one_line_error(code, err, "is below what asge takes at the smallest batch, 8")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--budget", "8GiB")
+    assert_one_line_error(code, err, "--budget belong to a sweep: give --batch-sizes")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8,12", "--micro-batch-size", "8")
+    assert_one_line_error(code, err, "multiple of --micro-batch-size 8: 12 is not")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8", "--budget", "lots")
+    assert_one_line_error(code, err, "memory budget must look like 8GiB")
