@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU benchmark matrix and the full ASGE FashionMNIST recipe with backprop beside it.
+# GPU benchmark matrix, batch-size sweeps of memory and img/s (32 px and 224 px), and the full ASGE FashionMNIST
+# recipe with backprop beside it.
 #   bash benchmarks/gpu.sh                    # on a GPU machine: the real thing (hours)
 #   TINY=1 DEVICE=cpu bash benchmarks/gpu.sh  # the same steps end to end in a minute (what the tests run)
 # Writes JSON under $OUT (default benchmarks/results/gpu) and a markdown summary $OUT/summary.md.
@@ -11,10 +12,21 @@ OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 if [ "${TINY:-0}" = 1 ]; then
   B=8; STEPS=1; WARM=1; W=0.0625; EPOCHS=1; SUBSET="--train-subset 256 --val-size 128 --eval-batch-size 64"
+  SIZES=8,16; MICRO=8; BIG=32; BIG_SIZES=4,8; BIG_MICRO=4; BUDGET=64MiB
 else
   B=128; STEPS=20; WARM=5; W=1; EPOCHS=100; SUBSET=""
+  SIZES=64,128,256,512,1024,2048; MICRO=32; BIG=224; BIG_SIZES=16,32,64,128,256; BIG_MICRO=16; BUDGET=8GiB
 fi
 bench() { $PY -m ffvision bench --device "$DEVICE" --batch-size $B --steps $STEPS --warmup $WARM "$@"; }
+sweep() { $PY -m ffvision bench --device "$DEVICE" --steps $STEPS --warmup $WARM --budget $BUDGET \
+  --compare bp,bp-checkpoint,bp-accum "$@"; }
+# memory and img/s against the batch size, the local method and bp-accum at equal micro-batch (peak: CUDA allocator)
+sweep --method asge --model vgg8 --width-mult $W --batch-sizes $SIZES --micro-batch-size $MICRO \
+  --json "$OUT/sweep-asge-vgg8.json" --plot "$OUT/sweep-asge-vgg8.png"
+sweep --method asge --model vgg11a --in-channels 3 --image-size $BIG --width-mult $W --batch-sizes $BIG_SIZES \
+  --micro-batch-size $BIG_MICRO --json "$OUT/sweep-asge-vgg11a-$BIG.json" --plot "$OUT/sweep-asge-vgg11a-$BIG.png"
+sweep --method sff --model resnet18 --in-channels 3 --image-size $BIG --batch-sizes $BIG_SIZES \
+  --micro-batch-size $BIG_MICRO --json "$OUT/sweep-sff-resnet18-$BIG.json" --plot "$OUT/sweep-sff-resnet18-$BIG.png"
 for amp in off bf16; do
   bench --method asge --model vgg8 --width-mult $W --compare bp,bp-checkpoint,bp-accum --amp $amp --no-channels-last \
     --json "$OUT/bench-asge-vgg8-amp-$amp.json"
@@ -36,6 +48,13 @@ for f in sorted(out.glob("bench-*.json")):
     r = json.loads(f.read_text())
     for name, run in r["runs"].items():
         lines.append(f"| {f.stem} | {name} | {run['images_per_second']:.1f} | {run['peak_memory_bytes'] / 2**20:.1f} |")
+lines += ["", "| sweep | variant | batch: img/s, peak MiB | largest batch within the budget |", "|---|---|---|---|"]
+for f in sorted(out.glob("sweep-*.json")):
+    r = json.loads(f.read_text())
+    for name, e in r["variants"].items():
+        cells = ", ".join(f"{b}: {i:.0f}, {m / 2**20:.0f}" for b, i, m in
+                          zip(r["batch_sizes"], e["images_per_second"], e["peak_memory_bytes"]))
+        lines.append(f"| {f.stem} | {name} | {cells} | {e['largest_measured_batch_within_budget']} |")
 lines += ["", "| recipe run | test accuracy by strategy |", "|---|---|"]
 for d in sorted(out.glob("recipe-*")):
     if (d / "summary.json").is_file():

@@ -10,6 +10,7 @@ from ffvision.core.labels import (
 )
 from ffvision.core.norm import RMSNorm, rms_normalize
 from ffvision.core.readouts import (
+    ClassGroupMean,
     GoodnessReadout,
     LinearReadout,
     SpatialGoodnessReadout,
@@ -20,6 +21,7 @@ from ffvision.kernels.dropout import FastDropout, fast_dropout
 
 __all__ = [
     "BlockOutput",
+    "ClassGroupMean",
     "FastDropout",
     "fast_dropout",
     "GoodnessReadout",

@@ -5,6 +5,7 @@
   fixed random matrix that is never trained.
 * `LinearReadout` - global average pooling then a trained linear layer (backprop's classifier,
   ASGE's linear heads).
+* `ClassChannelGoodness` (Scalable FF), `ClassGroupMean` (DeeperForward), `GoodnessReadout` (FF).
 """
 
 from __future__ import annotations
@@ -94,6 +95,23 @@ class ClassChannelGoodness(nn.Module):
         """Class goodness vector (B, num_classes)."""
         z = self.conv(h)  # (B, N, H, W)
         return z.float().square().mean(dim=(2, 3))
+
+
+class ClassGroupMean(nn.Module):
+    """DeeperForward's readout: channels come in one contiguous group per class; a class's score is the mean
+    activation of its group over its channels and the map (no parameters)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Class scores (B, num_classes)."""
+        return h.reshape(h.shape[0], self.num_classes, -1).float().mean(2)
+
+    def extra_repr(self) -> str:
+        """Shown in the module's repr."""
+        return f"num_classes={self.num_classes}"
 
 
 class GoodnessReadout(nn.Module):

@@ -27,6 +27,7 @@ from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
+from ffvision.models.registry import sized_by_classes
 from ffvision.models.tv import TV_ARCHS
 
 MICRO_BATCHES = 4
@@ -67,7 +68,8 @@ class Backprop(LocalMethod):
         super().__init__(num_classes=num_classes, in_channels=in_channels, image_size=image_size, seed=seed)
         o = self.options_of(options)
         is_tv = o.model in TV_ARCHS
-        net = build_model(o.model, in_channels=in_channels, num_classes=num_classes if is_tv else 0,
+        by_classes = is_tv or sized_by_classes(o.model)
+        net = build_model(o.model, in_channels=in_channels, num_classes=num_classes if by_classes else 0,
                           width_mult=o.width_mult, dropout=o.dropout, image_size=image_size, filters=o.filters)
         if o.memory_saving == "checkpoint" and not hasattr(net, "layers"):
             raise ConfigError("per-layer checkpointing needs a layered model (vgg8, ffcnn3, mlp, ...), "

@@ -54,6 +54,7 @@ class LocalMethod(nn.Module):
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
     cpu_channels_last: bool = False  # and channels_last with it (measured per method)
     micro_batches: int = 1  # a step's batch in this many micro-batches, gradients accumulated (`train_step`)
+    grad_clip: float | None = None  # clip each optimizer's gradient to this norm before its step
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass with a `spec` takes its name and strategies from it (declared once)."""
@@ -132,9 +133,15 @@ class LocalMethod(nn.Module):
             (loss * self._grad_scale).backward()
             self._accumulating[name] = 1.0
             return
-        opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
+        self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        self._step(name)
+
+    def _step(self, name: str) -> None:
+        """Step the optimizer `name` (its gradient clipped to `grad_clip` first), then free its gradients."""
+        opt = self.optimizers[name]
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)  # free this block's gradients before the next block runs
 
@@ -278,8 +285,7 @@ class LocalMethod(nn.Module):
         finally:
             self._accumulating, self._grad_scale = None, 1.0
         for name in used:
-            self.optimizers[name].step()
-            self.optimizers[name].zero_grad(set_to_none=True)
+            self._step(name)
         return self.combine_stats(totals)
 
     def _step_sums(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -181,6 +181,19 @@ class SFFOptions(PretrainedOptions, MethodOptions):
 
 
 @dataclass(frozen=True)
+class DeeperForwardOptions(MethodOptions):
+    """DeeperForward: mean goodness of per-class channel groups, a deep channel-wise ResNet."""
+
+    # The official code's settings (HCL-FF's release of it, without the hierarchy and contrastive terms):
+    # AdamW lr 0.04 to 0.0002 on a cosine, weight decay 1e-4, no dropout, each layer's gradient clipped to 1.
+    model: str = "cwresnet17"
+    lr: float = 0.04
+    weight_decay: float = 1e-4
+    dropout: float | None = 0.0
+    grad_clip: float = option(1.0, "clip each layer's (and the head's) gradient to this norm; 0: no clipping", ge=0)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """What a method is, before any torch: name, one-line summary, options, strategies, home module."""
 
@@ -221,4 +234,6 @@ METHODS: dict[str, MethodSpec] = {s.name: s for s in (
                HintonOptions, ("goodness", "probe"), "goodness", "ffvision.methods.ff"),
     MethodSpec("sff", "Scalable FF on torchvision networks: class-channel goodness per block.", SFFOptions,
                ("average", "last", "range"), "average", "ffvision.methods.sff"),
+    MethodSpec("deeperforward", "DeeperForward: mean goodness of per-class channel groups in a channel-wise ResNet.",
+               DeeperForwardOptions, ("goodness", "head", "ensemble"), "goodness", "ffvision.methods.deeperforward"),
 )}

@@ -25,19 +25,20 @@ from torch import nn
 
 from ffvision.core import LocalBlock, RMSNorm
 from ffvision.core.losses import goodness_cross_entropy, goodness_margin_loss
-from ffvision.core.metrics import Counts, Scores, correct
+from ffvision.core.metrics import Scores
 from ffvision.core.readouts import ClassChannelGoodness
 from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
+from ffvision.methods.voting import RangeVoting
 from ffvision.models.tv import TV_ARCHS
 
 log = logging.getLogger(__name__)
 
 
 @register_method
-class SFF(LocalMethod):
+class SFF(RangeVoting, LocalMethod):
     """Scalable FF on torchvision networks: class-channel goodness per block."""
 
     spec = METHODS["sff"]
@@ -72,8 +73,7 @@ class SFF(LocalMethod):
         self.frozen = set(range(freeze_blocks))
         for i in self.frozen:
             self.blocks[i].requires_grad_(False)
-        # Contiguous block range [first, last] (0-based) for the "range" strategy, chosen on validation.
-        self.register_buffer("range_sel", torch.tensor([0, len(self.blocks) - 1]))
+        self.init_range(len(self.blocks))  # the "range" strategy's blocks, chosen on validation
         self.build_optimizers()
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], float, float]]:
@@ -84,27 +84,9 @@ class SFF(LocalMethod):
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
         """Per-block goodness vectors and the average / last / selected-range strategies."""
         per = torch.stack([o.scores.float() for o in self.iter_outputs(x)])  # (L, B, N)
-        a, b = (int(v) for v in self.range_sel)
-        return Scores({"average": per.mean(0), "last": per[-1], "range": per[a:b + 1].mean(0)}, list(per))
-
-    def score_counts(self, scores: Scores, y: torch.Tensor) -> Counts[torch.Tensor]:
-        """Also the accuracy of every contiguous range of blocks (for selection on validation)."""
-        counts = super().score_counts(scores, y)
-        per = torch.stack(scores.layers)  # (L, B, N)
-        prefix = torch.cat([torch.zeros_like(per[:1]), per.cumsum(0)])  # prefix[i] = sum of blocks < i
-        n = per.shape[0]
-        for a in range(n):
-            for b in range(a, n):  # blocks a+1..b+1 (1-based)
-                counts.ranges[(a + 1, b + 1)] = correct(prefix[b + 1] - prefix[a], y)
-        return counts
-
-    def select_on_validation(self, val: Counts[float]) -> Counts[float]:
-        """Pick the block range with the best validation accuracy (ties: the first found)."""
-        if not val.ranges:
-            return val
-        a, b = max(val.ranges, key=lambda r: val.ranges[r])
-        self.range_sel.copy_(torch.tensor([a - 1, b - 1]))
-        return val.with_range_chosen("range", (a, b))
+        a, b = self.range_bounds()
+        return Scores({"average": per.mean(0), "last": per[-1], "range": self.range_sum(per) / (b - a + 1)},
+                      list(per))
 
     def strategy_info(self) -> dict[str, dict[str, int]]:
         """Trainable parameters and blocks each strategy runs."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # Built-in architectures and the module whose import registers each (tests check the two agree).
 BUILTIN = {**dict.fromkeys(("vgg8", "vgg11", "vgg11a", "ffcnn3", "ffcnn4", "ffcnn6"), "ffvision.models.convstack"),
-           "mlp": "ffvision.models.mlp",
+           "mlp": "ffvision.models.mlp", "cwresnet17": "ffvision.models.cwresnet",
            **dict.fromkeys(("resnet18", "mobilenet_v3_small", "mobilenet_v3_large"), "ffvision.models.tv")}
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -45,6 +45,12 @@ def _entrypoint(name: str) -> Callable[..., nn.Module]:
 def model_takes(name: str, option: str) -> bool:
     """Whether the entrypoint of model `name` declares the keyword `option` (e.g. filters for ffcnn3)."""
     return option in inspect.signature(_entrypoint(name)).parameters
+
+
+def sized_by_classes(name: str) -> bool:
+    """Whether model `name`'s layers are laid out by class (channel groups), so it is built for the data's classes
+    even as a feature stack."""
+    return bool(getattr(_entrypoint(name), "sized_by_classes", False))
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:
