@@ -1,4 +1,5 @@
-"""DeeperForward: channel-wise layers trained locally, shortcuts detached, three strategies chosen on validation."""
+"""DeeperForward and HCL-FF: channel-wise layers trained locally, shortcuts detached, three strategies chosen on
+validation; HCL-FF's class hierarchy and contrastive term."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli import assert_one_line_error, run_cli
 
 import ffvision
 from ffvision.config import TrainConfig, apply_overrides
@@ -99,3 +101,63 @@ def test_backprop_trains_the_same_network():
     m = ffvision.create_method("bp", model="cwresnet17", **SMALL)
     stats = m.train_step(*batch())
     assert len(m.blocks) == 1 and torch.isfinite(stats["loss_sum"])
+
+
+def test_hclff_layers_learn_their_hierarchy_level_coarse_to_fine():
+    from ffvision.methods.hclff import level_of_layers, load_hierarchy
+
+    levels = load_hierarchy("fashion-mnist", 10)
+    assert [len(level) for level in levels] == [2, 4, 8, 9, 10]
+    assert level_of_layers(17, 5, "linear") == [0] * 4 + [1] * 3 + [2] * 4 + [3] * 3 + [4] * 3  # as the official code
+    assert level_of_layers(17, 5, "increasing") == [0, 1, 2, 3] + [4] * 13
+    m = ffvision.create_method("hclff", **{**SMALL, "hierarchy": "fashion-mnist"})
+    scores, y = torch.randn(12, 10), torch.arange(12) % 10
+    first = m.blocks[0]  # level 1: {5, 7, 8, 9} against the rest
+    group = torch.tensor([1, 1, 1, 1, 1, 0, 1, 0, 0, 0])
+    coarse = torch.stack([scores[:, group == g].mean(1) for g in (0, 1)], 1)
+    expected = torch.nn.functional.cross_entropy(coarse, group[y])
+    assert torch.allclose(first.local_loss(scores, y), expected)
+    assert torch.allclose(m.blocks[-1].local_loss(scores, y), torch.nn.functional.cross_entropy(scores, y))
+
+
+def test_hclff_contrastive_term_reaches_only_its_layer_and_projection_head():
+    m = ffvision.create_method("hclff", **{**SMALL, "hierarchy": "fashion-mnist"})
+    x, y = batch()
+    m.train()
+    h, k = m.prepare(x), 5
+    for i, block in enumerate(m.blocks):
+        o = block(h)
+        if i == k:
+            m._labels = y
+            (block.local_loss(o.scores, y) + m.block_regulariser(i, h, o)).backward()
+        h = o.out
+    for i, (block, proj) in enumerate(zip(m.blocks, m.projections)):
+        for module in (block, proj):
+            grads = [p.grad for p in module.parameters()]
+            assert all(g is not None for g in grads) if i == k else all(g is None for g in grads), i
+    assert m.head.fc.weight.grad is None
+
+
+def test_supervised_contrastive_loss_and_its_temperature():
+    from ffvision.methods.hclff import supcon_loss, supcon_temperature
+
+    y = torch.tensor([0, 0, 1, 1])
+    points = torch.tensor([[1.0, 0.01], [1.0, -0.01], [0.01, 1.0], [-0.01, 1.0]])
+    clustered = torch.nn.functional.normalize(points, dim=1)
+    mixed = clustered[[0, 2, 1, 3]]
+    assert supcon_loss(clustered, y, 0.2) < supcon_loss(mixed, y, 0.2)
+    assert supcon_temperature(0, 1000, 0.05) == 0.8 and supcon_temperature(50, 1000, 0.05) == pytest.approx(0.2)
+    assert supcon_temperature(999, 1000, 0.05) == pytest.approx(0.1, abs=1e-4)
+
+
+@pytest.mark.parametrize("bad,message", [("missing.json", "no such file, and not a shipped one"),
+                                         ("broken", "not valid JSON"), ("overlap", "does not split the 10 classes")])
+def test_a_bad_hierarchy_file_is_a_one_line_error(capsys, tmp_path, bad, message):
+    path = tmp_path / f"{bad}.json"
+    if bad == "broken":
+        path.write_text("{levels: ")
+    elif bad == "overlap":
+        path.write_text('{"levels": [[[0, 1, 2], [2, 3, 4, 5, 6, 7, 8, 9]]]}')
+    code, _, err = run_cli(capsys, "train", "--method", "hclff", "--hierarchy", str(path), "--dry-run",
+                           "--train-subset", "64", "--width-mult", "0.1", "--device", "cpu")
+    assert_one_line_error(code, err, message)

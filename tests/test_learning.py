@@ -73,3 +73,12 @@ def test_sff_learns_fashion_mnist(tmp_path: Path):
     s = run(tmp_path, method="sff", model="mobilenet_v3_small", granularity="block", train_subset=3000, epochs=2)
     assert s["test_accuracy"] >= 0.5, s["test_accuracy_by_strategy"]
     assert s["test_accuracy_by_strategy"]["range"] >= 0.5, s["test_accuracy_by_strategy"]
+
+
+@pytest.mark.parametrize("method", ["deeperforward", "hclff"])
+def test_channelwise_methods_classify_by_goodness(tmp_path: Path, method: str):
+    extra = {"hierarchy": "fashion-mnist"} if method == "hclff" else {}
+    s = run(tmp_path, method=method, width_mult=0.1, image_size=16, train_subset=1500, epochs=2, **extra)
+    acc = s["test_accuracy_by_strategy"]
+    assert acc["goodness"] >= 0.55, acc  # the summed class-group goodness of the layer range chosen on validation
+

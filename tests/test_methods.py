@@ -358,7 +358,7 @@ def test_help_and_saved_config_show_the_declared_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "[default: asge 0.01, bp 0.001, deeperforward 0.04, ffcnn 0.01, hinton 0.03, sff 0.001]" in out  # --lr
+    assert "[default: asge 0.01, bp 0.001, deeperforward 0.04, ffcnn 0.01, hclff 0.04, hinton 0.03, sff 0.001]" in out
     assert "(from 1) [default: 2] (positive)" in out  # --heads-from, ASGE's only
     saved = used_config(TrainConfig(method="asge", options={"model": "vgg8"}))
     assert saved["heads_from"] == 2 and saved["head_lr"] == 0.01 and "labels" not in saved and saved["lr"] == 0.01

@@ -237,6 +237,9 @@ class LocalMethod(nn.Module):
         stats.setdefault("correct", stats["layer_correct"][-1])
         return stats
 
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the Trainer before each epoch (0-based) of `epochs`: a schedule of the method's own (none)."""
+
     def set_train_mode(self) -> None:
         """train() for every block except frozen ones (their BatchNorm statistics stay fixed too)."""
         self.train()

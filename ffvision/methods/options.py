@@ -194,6 +194,21 @@ class DeeperForwardOptions(MethodOptions):
 
 
 @dataclass(frozen=True)
+class HCLFFOptions(DeeperForwardOptions):
+    """HCL-FF: DeeperForward with coarse-to-fine class groups per layer and a supervised contrastive term."""
+
+    hierarchy: str | None = option(None, "class hierarchy: a shipped name (fashion-mnist) or a JSON file of levels "
+                                   "(coarse to fine, each a partition of the classes); None: every layer on the "
+                                   "classes themselves")
+    level_schedule: str = option("linear", "which level each layer learns: linear (spread over the depth) | "
+                                 "increasing (layer i on level i, then the finest)", choices=("linear", "increasing"))
+    supcon_weight: float = option(1.0, "weight of each layer's supervised contrastive loss (0: none)", ge=0)
+    proj_dim: int = option(128, "output size of each layer's projection head for the contrastive loss", ge=1)
+    supcon_warmup: float = option(0.05, "fraction of the epochs over which the contrastive temperature falls "
+                                  "from 0.8 to 0.2 (then to 0.1 on a cosine)", ge=0, le=1)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """What a method is, before any torch: name, one-line summary, options, strategies, home module."""
 
@@ -236,4 +251,6 @@ METHODS: dict[str, MethodSpec] = {s.name: s for s in (
                ("average", "last", "range"), "average", "ffvision.methods.sff"),
     MethodSpec("deeperforward", "DeeperForward: mean goodness of per-class channel groups in a channel-wise ResNet.",
                DeeperForwardOptions, ("goodness", "head", "ensemble"), "goodness", "ffvision.methods.deeperforward"),
+    MethodSpec("hclff", "HCL-FF: DeeperForward with coarse-to-fine class groups and supervised contrastive layers.",
+               HCLFFOptions, ("goodness", "head", "ensemble"), "goodness", "ffvision.methods.hclff"),
 )}

@@ -172,6 +172,7 @@ class Trainer:
         self.bar = tqdm(loader, total=self.steps_per_epoch, initial=self.step_in_epoch, leave=False,
                         dynamic_ncols=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.progress_off)
         self.epoch_images, self.end_epoch, t0 = 0, False, time.perf_counter()
+        self.method.start_epoch(self.epoch, cfg.epochs)
         self._call("on_train_epoch_start")
         try:
             for x, y in self.bar:
