@@ -150,10 +150,11 @@ def test_bad_method_inputs_are_clear():
         m.predict(x, strategy="vote")
 
 
-@pytest.mark.parametrize("name", ["asge", "bp"])
+@pytest.mark.parametrize("name", ["asge", "bp", "deeperforward", "hclff"])
 def test_bf16_autocast_path(name):
     """The mixed-precision path used on CUDA, exercised with CPU bf16 autocast."""
-    m = ffvision.create_method(name, **SMALL)
+    channelwise = {"model": "cwresnet17", "width_mult": 0.1}
+    m = ffvision.create_method(name, **{**SMALL, **(channelwise if name in ("deeperforward", "hclff") else {})})
     m.amp_dtype = torch.bfloat16
     x, y = batch(16)
     for _ in range(2):

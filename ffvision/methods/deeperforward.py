@@ -69,9 +69,13 @@ class DeeperForward(RangeVoting, LocalMethod):
         """Layer norm of each image over its channels and pixels (the official input normalisation)."""
         return F.layer_norm(x, x.shape[1:])
 
+    def head_features(self, out: torch.Tensor | tuple) -> torch.Tensor:
+        """The last layer's hand-off with its shortcut, pooled (B, C) in float32: what the head reads."""
+        return self.net_finish(out).mean(dim=(2, 3), dtype=torch.float32)
+
     def keep(self, o: BlockOutput, i: int) -> torch.Tensor | None:
-        """The last layer's hand-off with its shortcut: the features the head pools."""
-        return self.net_finish(o.out) if i == len(self.blocks) - 1 else None
+        """The head's features, from the last layer only."""
+        return self.head_features(o.out) if i == len(self.blocks) - 1 else None
 
     def finish_update(self, kept: list[torch.Tensor | None], y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Train the head on the pooled, detached last features."""
@@ -85,7 +89,7 @@ class DeeperForward(RangeVoting, LocalMethod):
         outs = list(self.iter_outputs(x))
         per = torch.stack([o.scores.float() for o in outs])  # (L, B, N)
         goodness = self.range_sum(per)
-        head = self.head(self.net_finish(outs[-1].out)).float()
+        head = self.head(self.head_features(outs[-1].out))
         return Scores({"goodness": goodness, "head": head,
                        "ensemble": goodness.softmax(1) + head.softmax(1)}, list(per))
 
