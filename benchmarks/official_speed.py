@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from protocol import cpu_name
 
 import ffvision
