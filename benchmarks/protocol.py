@@ -193,8 +193,9 @@ def sweep_report(paths: list[Path]) -> list[str]:
             r = json.loads(line)
             budget = json.dumps(r.get("budget") or {}, sort_keys=True)
             groups.setdefault(r["name"], {}).setdefault(budget, []).append(r)
-    out = ["| run | defaults chosen | their val % | time (s) | sweep's best | its val % | time (s) | gap (points) | "
-           "time ÷ best's | seeds | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| run | defaults chosen | their val % | time (s) | sweep's best (of N settings) | its val % | time (s) | "
+           "gap (points) | time ÷ best's | seeds | machine | commit | date |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def val(recs: list[dict]) -> float:
         return 100 * statistics.mean(r["val_accuracy_best"] for r in recs)
@@ -211,7 +212,7 @@ def sweep_report(paths: list[Path]) -> list[str]:
         c = mine[-1]["config"]
         b = ", ".join(f"{k} {v}" for k, v in json.loads(best).items())
         out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs | {val(mine):.1f} | {wall(mine):.0f} | "
-                   f"{b} | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | {val(swept[best]) - val(mine):+.1f} | "
+                   f"{b} (of {len(swept)}) | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | {val(swept[best]) - val(mine):+.1f} | "
                    f"{wall(mine) / wall(swept[best]):.2f} | {len(mine)} | {mine[-1]['machine']} | "
                    f"{mine[-1]['commit']} | {mine[-1]['date']} |")
     return out
