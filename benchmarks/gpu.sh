@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU benchmark matrix, batch-size sweeps of memory and img/s (32 px and 224 px), and the full ASGE FashionMNIST
-# recipe with backprop beside it.
+# GPU benchmark matrix, batch-size sweeps of memory and img/s (32 px and 224 px), the full ASGE FashionMNIST
+# recipe with backprop beside it, and the DeeperForward and HCL-FF FashionMNIST recipes.
 #   bash benchmarks/gpu.sh                    # on a GPU machine: the real thing (hours)
 #   TINY=1 DEVICE=cpu bash benchmarks/gpu.sh  # the same steps end to end in a minute (what the tests run)
 # Writes JSON under $OUT (default benchmarks/results/gpu) and a markdown summary $OUT/summary.md.
@@ -18,14 +18,15 @@ else
   SIZES=64,128,256,512,1024,2048; MICRO=32; BIG=224; BIG_SIZES=16,32,64,128,256; BIG_MICRO=16; BUDGET=8GiB
 fi
 bench() { $PY -m ffvision bench --device "$DEVICE" --batch-size $B --steps $STEPS --warmup $WARM "$@"; }
-sweep() { $PY -m ffvision bench --device "$DEVICE" --steps $STEPS --warmup $WARM --budget $BUDGET \
-  --compare bp,bp-checkpoint,bp-accum "$@"; }
-# memory and img/s against the batch size, the local method and bp-accum at equal micro-batch (peak: CUDA allocator)
-sweep --method asge --model vgg8 --width-mult $W --batch-sizes $SIZES --micro-batch-size $MICRO \
+sweep() { $PY -m ffvision bench --device "$DEVICE" --steps $STEPS --warmup $WARM --budget $BUDGET "$@"; }
+# memory and img/s against the batch size, the local method and bp-accum at equal micro-batch (peak: CUDA allocator;
+# per-layer checkpointing needs a layered model, so ResNet18 has no bp-checkpoint)
+sweep --method asge --model vgg8 --width-mult $W --batch-sizes $SIZES --micro-batch-size $MICRO --compare bp,bp-checkpoint,bp-accum \
   --json "$OUT/sweep-asge-vgg8.json" --plot "$OUT/sweep-asge-vgg8.png"
 sweep --method asge --model vgg11a --in-channels 3 --image-size $BIG --width-mult $W --batch-sizes $BIG_SIZES \
+  --compare bp,bp-checkpoint,bp-accum \
   --micro-batch-size $BIG_MICRO --json "$OUT/sweep-asge-vgg11a-$BIG.json" --plot "$OUT/sweep-asge-vgg11a-$BIG.png"
-sweep --method sff --model resnet18 --in-channels 3 --image-size $BIG --batch-sizes $BIG_SIZES \
+sweep --method sff --model resnet18 --in-channels 3 --image-size $BIG --batch-sizes $BIG_SIZES --compare bp,bp-accum \
   --micro-batch-size $BIG_MICRO --json "$OUT/sweep-sff-resnet18-$BIG.json" --plot "$OUT/sweep-sff-resnet18-$BIG.png"
 for amp in off bf16; do
   bench --method asge --model vgg8 --width-mult $W --compare bp,bp-checkpoint,bp-accum --amp $amp --no-channels-last \
@@ -38,6 +39,11 @@ bench --method sff --model resnet18 --compare bp --json "$OUT/bench-sff-resnet18
 for m in asge bp; do
   $PY -m ffvision train --config asge-fmnist --method $m --epochs $EPOCHS --device "$DEVICE" $SUBSET \
     --out "$OUT/recipe-asge-fmnist-$m" --force > "$OUT/recipe-asge-fmnist-$m.log" 2>&1
+done
+# the strongest published FF methods' FashionMNIST recipes (150 epochs each; TINY: one), beside ASGE's
+for r in deeperforward-fmnist hclff-fmnist; do
+  $PY -m ffvision train --config $r --device "$DEVICE" $SUBSET $([ "${TINY:-0}" = 1 ] && echo "--epochs 1 --width-mult 0.1") \
+    --out "$OUT/recipe-$r" --force > "$OUT/recipe-$r.log" 2>&1
 done
 $PY - "$OUT" <<'PY'
 import json, sys

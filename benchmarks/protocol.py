@@ -212,7 +212,8 @@ def sweep_report(paths: list[Path]) -> list[str]:
         c = mine[-1]["config"]
         b = ", ".join(f"{k} {v}" for k, v in json.loads(best).items())
         out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs | {val(mine):.1f} | {wall(mine):.0f} | "
-                   f"{b} (of {len(swept)}) | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | {val(swept[best]) - val(mine):+.1f} | "
+                   f"{b} (of {len(swept)}) | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | "
+                   f"{val(swept[best]) - val(mine):+.1f} | "
                    f"{wall(mine) / wall(swept[best]):.2f} | {len(mine)} | {mine[-1]['machine']} | "
                    f"{mine[-1]['commit']} | {mine[-1]['date']} |")
     return out
