@@ -171,10 +171,6 @@ class HCLFF(DeeperForward):
         self._labels = y
         return super().block_update(i, x, y)
 
-    def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Images whose class (not group) the layer's scores rank first."""
-        return (scores.argmax(1) == y).sum()
-
     def _update(self, name: str, loss: torch.Tensor) -> None:
         """A layer's update also steps its projection head (the contrastive term reaches both)."""
         super()._update(name, loss)
