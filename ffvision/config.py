@@ -48,7 +48,10 @@ class TrainConfig:
     train_subset: int | None = option(None, "train on the first N shuffled training images (quick runs)",
                                       topic=DATA)
     augment: str | None = option(None, "none | shift (random shifts up to 1/8 of the side) | flip | crop | cifar | "
-                                 "imagenet (default: the dataset's: shift for imagefolder)", topic=DATA)
+                                 "imagenet | affine (rotations up to 10 degrees, shifts up to 1/10 of the side, "
+                                 "scaling by 0.9-1.1: HCL-FF's MNIST augmentation) | affine-flip (and horizontal "
+                                 "flips with p 0.2: its FashionMNIST one) (default: the dataset's: shift for "
+                                 "imagefolder)", topic=DATA)
 
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough for a few "
                                 "thousand optimizer steps: 10 for FashionMNIST's 50,000 images, more for fewer; "

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ffvision.data import ArrayImageDataset, build_dataset, build_splits
 from ffvision.data.readers import read_idx
+from ffvision.data.specs import AUGMENTS
 from ffvision.errors import ConfigError, DataError
 
 
@@ -202,3 +203,14 @@ def test_bad_names_and_options(fake_fmnist: Path):
     with pytest.raises(ConfigError, match="unknown augmentation"):
         build_splits("fashion-mnist", fake_fmnist, val_size=40, augment="mixup")
     assert len(build_dataset("fmnist", fake_fmnist, split="test", val_size=40)) == 80
+
+
+@pytest.mark.parametrize("augment", AUGMENTS)
+def test_every_augmentation_keeps_size_and_type(fake_fmnist: Path, augment: str):
+    s = build_splits("fashion-mnist", fake_fmnist, val_size=40, image_size=28, augment=augment)
+    torch.manual_seed(0)
+    x, _ = s.train[0]
+    assert s.augment == augment and x.shape == (1, 28, 28) and x.dtype == torch.uint8
+    if augment.startswith("affine"):  # rotated / shifted / scaled: the pixels move, the image stays
+        plain = build_splits("fashion-mnist", fake_fmnist, val_size=40, image_size=28, augment="none").train[0][0]
+        assert not torch.equal(x, plain) and x.float().mean() > 0.3 * plain.float().mean()

@@ -14,6 +14,8 @@ from ffvision.kernels.dropout import fast_dropout
 from ffvision.kernels.reductions import (
     divide_rows,
     divide_rows_reference,
+    grid_mean,
+    grid_mean_reference,
     patch_goodness,
     patch_goodness_reference,
     sum_of_squares,
@@ -100,6 +102,21 @@ def test_patch_goodness_values_and_gradient_match_the_pooled_squares(p):
     assert torch.allclose(fast, ref, rtol=1e-5, atol=1e-7)
     up = torch.randn_like(ref)
     assert torch.allclose(grads((fast * up).sum(), h)[0], grads((ref * up).sum(), h)[0], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("size,p", [(8, 4), (7, 4), (14, 4), (7, 2), (5, 1)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grid_mean_values_and_gradient_match_adaptive_pooling(size, p, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, size, size, dtype=dtype, requires_grad=True)
+    fast, ref = grid_mean(x, p), grid_mean_reference(x, p)
+    assert fast.shape == ref.shape == (3, 5, p, p) and fast.dtype == dtype
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    assert torch.allclose(fast.float(), ref.float(), **tol)
+    up = torch.randn(ref.shape, dtype=dtype)
+    assert torch.allclose(grads((fast * up).sum(), x)[0].float(), grads((ref * up).sum(), x)[0].float(), **tol)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # in x's own dtype under autocast too
+        assert grid_mean(x.detach(), p).dtype == dtype
 
 
 def test_fast_dropout_has_the_references_distribution_and_gradient():

@@ -146,6 +146,10 @@ def train_transform(augment: str, image_size: int, channels: int, folder: bool) 
     ops: list[Callable] = [] if not folder else [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)]
     if augment == "shift":  # translation only: the whole object stays (at least 3/4 of each side) in view
         ops.append(T.RandomCrop(image_size, padding=max(1, image_size // 8), padding_mode="edge"))
+    if augment in ("affine", "affine-flip"):  # HCL-FF's for MNIST and FashionMNIST
+        ops += [T.RandomRotation(10), T.RandomAffine(0, translate=(0.1, 0.1), scale=(0.9, 1.1))]
+    if augment == "affine-flip":
+        ops.append(T.RandomHorizontalFlip(0.2))
     if augment in ("crop", "cifar"):
         ops.append(T.RandomCrop(image_size, padding=4))
     if augment in ("flip", "crop", "cifar"):

@@ -31,7 +31,7 @@ SPECS = {
 }
 ALIASES = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
            "cifar-100": "cifar100"}
-AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet")
+AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet", "affine", "affine-flip")
 
 
 def list_datasets() -> list[str]:

@@ -8,6 +8,7 @@
 - `fast_dropout` (dropout.py): one random 16-bit lane per element; reference: `F.dropout`.
 - `sum_of_squares`, `divide_rows`, `patch_goodness` (reductions.py): bf16 maps reduced and divided a
   few samples at a time, goodness by per-patch norms; references: the whole-tensor forms.
+- `grid_mean` (reductions.py): adaptive average pooling as one matmul; reference: `F.adaptive_avg_pool2d`.
 
 Each fast path gives its reference's values to rounding and the same gradients (tests/test_kernels.py
 checks every pair). The switch: `set_enabled(False)` (the run option `--kernels off`) makes every call

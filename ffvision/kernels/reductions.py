@@ -8,6 +8,8 @@ alone); the values are the same. Each function's `*_reference` is the whole-tens
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -99,3 +101,37 @@ def patch_goodness(h: torch.Tensor, p: int) -> torch.Tensor:
 def patch_goodness_reference(h: torch.Tensor, p: int) -> torch.Tensor:
     """Mean of h^2 over each P x P patch in float32: the squares pooled."""
     return F.avg_pool2d(h.float().square(), (h.shape[2] // p, h.shape[3] // p))
+
+
+def grid_mean(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Adaptive average pooling of x (B, C, H, W) to (B, C, P, P) as one matmul over the flattened maps.
+
+    Each output cell is the mean of its adaptive window (rows floor(iH/P) to ceil((i+1)H/P), likewise
+    columns), written as a (H*W, P*P) averaging matrix: on the CPU the pooling kernels' backward is slow
+    for windows that do not tile the map and for bf16 (7 x 7 -> 4 x 4, 128 x 80 channels, forward and
+    backward: 4.1 -> 1.2 ms in float32, 6.3 -> 0.9 ms in bf16, Zen 4, 1 thread). In x's own dtype.
+    """
+    if not kernels.enabled():
+        return grid_mean_reference(x, p)
+    weights = _grid_weights(x.shape[-2], x.shape[-1], p, x.dtype, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return (x.flatten(-2) @ weights).unflatten(-1, (p, p))
+
+
+def grid_mean_reference(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Adaptive average pooling of x to P x P."""
+    return F.adaptive_avg_pool2d(x, p)
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_weights(height: int, width: int, p: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The (H*W, P*P) matrix of adaptive average pooling's windows, each column summing to 1."""
+
+    def windows(n: int) -> torch.Tensor:
+        m = torch.zeros(p, n, dtype=torch.float64)
+        for i in range(p):
+            start, end = (i * n) // p, -(-((i + 1) * n) // p)
+            m[i, start:end] = 1.0 / (end - start)
+        return m
+
+    return torch.kron(windows(height), windows(width)).t().to(dtype=dtype, device=device)

@@ -28,6 +28,7 @@ from torch import nn
 
 from ffvision.core import BlockOutput
 from ffvision.errors import ConfigError
+from ffvision.kernels.reductions import grid_mean
 from ffvision.methods.deeperforward import DeeperForward
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
@@ -103,7 +104,7 @@ class Projection(nn.Module):
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """Embeddings (B, dim) of hand-off features (B, C, H, W)."""
-        pooled = F.adaptive_avg_pool2d(y, self.pool).flatten(1)
+        pooled = grid_mean(y, self.pool).flatten(1)
         return F.normalize(self.bn(self.fc(pooled)).float(), dim=1)
 
 
