@@ -205,7 +205,8 @@ class HCLFFOptions(DeeperForwardOptions):
     supcon_weight: float = option(1.0, "weight of each layer's supervised contrastive loss (0: none)", ge=0)
     proj_dim: int = option(128, "output size of each layer's projection head for the contrastive loss", ge=1)
     supcon_warmup: float = option(0.05, "fraction of the epochs over which the contrastive temperature falls "
-                                  "from 0.8 to 0.2 (then to 0.1 on a cosine)", ge=0, le=1)
+                                  "from 0.8 to 0.2 (then to 0.1 on a cosine); the official code's 50 epochs of its "
+                                  "1,000 by default; above 1 the warm-up outlasts the run", ge=0)
 
 
 @dataclass(frozen=True)
