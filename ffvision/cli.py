@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from ffvision.config import RUN_OPTIONS, TOPICS, TrainConfig, apply_overrides, load_recipe, method_option_declarations
 from ffvision.errors import ConfigError, FFVisionError
+from ffvision.methods.hierarchy import LINKAGES
 from ffvision.options import Declaration
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -299,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--data-dir", help="dataset folder")
     dg.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
 
+    hy = sub.add_parser("hierarchy", parents=[common], help="build a class hierarchy for HCL-FF from a trained run",
+                        description="Cluster the classes by their rows of a trained run's linear head (normalised; "
+                        "Ward linkage by default) and write the tree's levels, coarse to fine, as a JSON file for "
+                        "--hierarchy. Build from a run of hclff without a hierarchy (HCL-FF's pretraining).",
+                        epilog="example: ffvision train --config hclff-cifar10 --epochs 200 --out runs/c10-pre && "
+                        "ffvision hierarchy runs/c10-pre --out cifar10-tree.json && ffvision train --config "
+                        "hclff-cifar10 --hierarchy cifar10-tree.json")
+    hy.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    hy.add_argument("--out", required=True, help="the JSON file to write")
+    hy.add_argument("--linkage", choices=LINKAGES, default="ward", help="cluster distance [default: ward]")
+
     ls = sub.add_parser("list", parents=[common], help="list methods, models, datasets and recipes",
                         description="Without --method: every method (with its default model), model, dataset "
                         "and recipe. With --method NAME: the options that method takes, with their defaults.")
@@ -479,6 +491,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hierarchy(args: argparse.Namespace) -> int:
+    """ffvision hierarchy."""
+    from ffvision.methods.hierarchy import build_hierarchy
+
+    data = build_hierarchy(args.checkpoint, args.out, args.linkage)
+    sizes = " -> ".join(str(len(level)) for level in data["levels"])
+    print(f"wrote {args.out}: {len(data['levels'])} levels of {sizes} groups")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     """ffvision list."""
     from ffvision.data import list_datasets
@@ -579,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)
     commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
-                                "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose}
+                                "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose,
+                                "hierarchy": cmd_hierarchy}
     try:
         return commands[args.command](args)
     except FFVisionError as e:

@@ -50,8 +50,9 @@ class TrainConfig:
     augment: str | None = option(None, "none | shift (random shifts up to 1/8 of the side) | flip | crop | cifar | "
                                  "imagenet | affine (rotations up to 10 degrees, shifts up to 1/10 of the side, "
                                  "scaling by 0.9-1.1: HCL-FF's MNIST augmentation) | affine-flip (and horizontal "
-                                 "flips with p 0.2: its FashionMNIST one) (default: the dataset's: shift for "
-                                 "imagefolder)", topic=DATA)
+                                 "flips with p 0.2: its FashionMNIST one) | contrastive (random resized crops of "
+                                 "40-100% of the area, flips, colour jitter with p 0.8, grayscale with p 0.2: its "
+                                 "CIFAR one) (default: the dataset's: shift for imagefolder)", topic=DATA)
 
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough for a few "
                                 "thousand optimizer steps: 10 for FashionMNIST's 50,000 images, more for fewer; "
@@ -63,7 +64,8 @@ class TrainConfig:
                                        "blocks one at a time, gradients accumulated, one optimizer step: the same "
                                        "update with 1/K of the activations (default: 1; bp with --memory-saving "
                                        "accumulate: 4)", ge=1, topic=TRAINING)
-    min_lr_ratio: float = option(0.01, "cosine schedule ends at lr * min_lr_ratio", ge=0, le=1, topic=TRAINING)
+    min_lr_ratio: float = option(0.01, "cosine schedule ends at lr * min_lr_ratio (above 1 the rate rises)", ge=0,
+                                 topic=TRAINING)
     warmup_epochs: float = option(0.3, "linear learning-rate warm-up before the cosine, in epochs (at most "
                                   "--epochs)", ge=0, topic=TRAINING)
     scheduler_interval: str = option("step", "step (smooth cosine) | epoch (as the official ASGE code)",

@@ -44,6 +44,15 @@ def test_shipped_recipes_are_valid_and_faithful():
             assert (cfg.optimizer, cfg.momentum, cfg.lr, cfg.weight_decay, cfg.batch_size) == ("sgd", 0.9, 0.01,
                                                                                                1e-3, 100)
             assert (cfg.negatives, cfg.vote_from, cfg.vote_to, cfg.input_norm) == ("hard", 2, 4, True)
+        if p.stem.startswith(("deeperforward-", "hclff-")):  # HCL-FF's official commands (its README)
+            assert (cfg.model, cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.scheduler_interval, cfg.val_size) == (
+                "cwresnet17", 0.04, 1e-4, 1.0, "epoch", 5000)
+            data = p.stem.split("-", 1)[1]
+            assert (cfg.epochs, cfg.batch_size, cfg.lr * cfg.min_lr_ratio) == pytest.approx(
+                {"mnist": (50, 128, 0.06), "fmnist": (150, 128, 0.008), "cifar10": (1000, 128, 2e-4),
+                 "cifar100": (1000, 512, 2e-4)}[data])
+            if p.stem.startswith("hclff-"):  # the contrastive warm-up: the official 50 epochs
+                assert cfg.supcon_warmup * min(cfg.epochs, 1000) == pytest.approx(50, abs=0.01)
     assert apply_overrides(TrainConfig(), load_recipe(RECIPES / "asge-cifar10.yaml")).val_size == 5000
 
 

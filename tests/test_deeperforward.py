@@ -12,6 +12,8 @@ from test_cli import assert_one_line_error, run_cli
 
 import ffvision
 from ffvision.config import TrainConfig, apply_overrides
+from ffvision.errors import ConfigError
+from ffvision.methods.hierarchy import class_prototypes, linkage_merges, load_hierarchy, tree_levels
 from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
 from ffvision.train.run import evaluate_checkpoint, train
 
@@ -80,7 +82,7 @@ def test_every_strategy_predicts_and_validation_chooses_the_range():
     assert chosen.strategies["goodness"] == float(counts.ranges[(a + 1, b + 1)])
 
 
-def test_a_run_checkpoints_and_evaluates_the_same(fast_cfg: dict):
+def test_a_run_checkpoints_and_evaluates_the_same(fast_cfg: dict, capsys):
     cfg = apply_overrides(TrainConfig(), {**fast_cfg, "method": "deeperforward", "width_mult": 0.1})
     summary = train(cfg, show_progress=False)
     run = Path(fast_cfg["out"])
@@ -95,6 +97,12 @@ def test_a_run_checkpoints_and_evaluates_the_same(fast_cfg: dict):
     res = evaluate_checkpoint(run / "best.pt", device="cpu")
     on_disk = json.loads((run / "summary.json").read_text())
     assert res["test_accuracy_by_strategy"] == pytest.approx(on_disk["test_accuracy_by_strategy"])
+    # its head's class rows give a hierarchy HCL-FF takes (the official CIFAR procedure)
+    code, out, _ = run_cli(capsys, "hierarchy", str(run), "--out", str(run / "tree.json"))
+    levels = load_hierarchy(str(run / "tree.json"), 10)
+    assert code == 0 and f"{len(levels)} levels" in out
+    assert len(levels[0]) == 2 and sorted(levels[-1]) == [[c] for c in range(10)]
+    assert ffvision.create_method("hclff", **{**SMALL, "hierarchy": str(run / "tree.json")}).level_of[0] == 0
 
 
 def test_backprop_trains_the_same_network():
@@ -104,7 +112,7 @@ def test_backprop_trains_the_same_network():
 
 
 def test_hclff_layers_learn_their_hierarchy_level_coarse_to_fine():
-    from ffvision.methods.hclff import level_of_layers, load_hierarchy
+    from ffvision.methods.hclff import level_of_layers
 
     levels = load_hierarchy("fashion-mnist", 10)
     assert [len(level) for level in levels] == [2, 4, 8, 9, 10]
@@ -161,3 +169,35 @@ def test_a_bad_hierarchy_file_is_a_one_line_error(capsys, tmp_path, bad, message
     code, _, err = run_cli(capsys, "train", "--method", "hclff", "--hierarchy", str(path), "--dry-run",
                            "--train-subset", "64", "--width-mult", "0.1", "--device", "cpu")
     assert_one_line_error(code, err, message)
+
+
+def test_ward_linkage_merges_the_pair_that_adds_least_within_cluster_variance():
+    torch.manual_seed(0)
+    points = torch.randn(9, 4).double()
+    clusters = {i: [i] for i in range(9)}
+
+    def cost(a: list[int], b: list[int]) -> float:  # the increase of the summed squared distances to the mean
+        ss = [float(((points[c] - points[c].mean(0)) ** 2).sum()) for c in (a, b, a + b)]
+        return ss[2] - ss[0] - ss[1]
+
+    for step, merged in enumerate(linkage_merges(points, "ward")):
+        best = min(((i, j) for i in clusters for j in clusters if i < j), key=lambda p: cost(*map(clusters.get, p)))
+        assert merged == best
+        clusters[9 + step] = clusters.pop(best[0]) + clusters.pop(best[1])
+    assert linkage_merges(points, "single")[0] == linkage_merges(points, "complete")[0]  # the closest pair first
+    with pytest.raises(ConfigError, match="unknown linkage"):
+        linkage_merges(points, "median")
+
+
+def test_a_tree_is_read_level_by_level_from_the_root():
+    # ((0, 1), (2, (3, 4))): 5 = {0, 1}, 6 = {3, 4}, 7 = {2, 3, 4}, 8 = the root
+    levels = tree_levels([(0, 1), (3, 4), (2, 6), (5, 7)], 5)
+    assert levels == [[[0, 1], [2, 3, 4]], [[0], [1], [2], [3, 4]], [[3], [4], [0], [1], [2]]]
+    assert tree_levels([], 1) == [[[0]]]
+
+
+def test_shipped_hierarchies_and_a_headless_method():
+    assert [len(level) for level in load_hierarchy("mnist", 10)] == [2, 3, 5, 8, 9, 10]
+    with pytest.raises(ConfigError, match="built from a linear head"):
+        class_prototypes(ffvision.create_method("asge", num_classes=10, in_channels=1, image_size=16,
+                                                width_mult=0.125))

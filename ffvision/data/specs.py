@@ -31,7 +31,8 @@ SPECS = {
 }
 ALIASES = {"fmnist": "fashion-mnist", "fashionmnist": "fashion-mnist", "cifar-10": "cifar10",
            "cifar-100": "cifar100"}
-AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet", "affine", "affine-flip")
+AUGMENTS = ("none", "shift", "flip", "crop", "cifar", "imagenet", "affine", "affine-flip",
+            "contrastive")
 
 
 def list_datasets() -> list[str]:

@@ -16,10 +16,7 @@ The linear head on the last features and the three strategies are DeeperForward'
 
 from __future__ import annotations
 
-import json
 import math
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,40 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ffvision.core import BlockOutput
-from ffvision.errors import ConfigError
 from ffvision.kernels.reductions import grid_mean
 from ffvision.methods.deeperforward import DeeperForward
+from ffvision.methods.hierarchy import load_hierarchy
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
 
 TAU_HIGH, TAU_MID, TAU_LOW = 0.8, 0.2, 0.1  # the contrastive temperature's schedule
-
-
-def load_hierarchy(spec: str, num_classes: int) -> list[list[list[int]]]:
-    """The levels (coarse to fine) of a shipped hierarchy name or a JSON file {"levels": [[[class, ...], ...], ...]};
-    each level must be a partition of the classes 0..num_classes-1. A one-line ConfigError otherwise."""
-    shipped = resources.files("ffvision.methods").joinpath("hierarchies", f"{spec}.json")
-    path = Path(str(shipped)) if shipped.is_file() else Path(spec).expanduser()
-    try:
-        data = json.loads(path.read_text())
-    except OSError:
-        known = sorted(p.name.removesuffix(".json") for p in resources.files("ffvision.methods")
-                       .joinpath("hierarchies").iterdir() if p.name.endswith(".json"))
-        raise ConfigError(f"hierarchy {spec!r}: no such file, and not a shipped one ({', '.join(known)})") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"hierarchy {path}: not valid JSON ({e})") from None
-    levels = data.get("levels") if isinstance(data, dict) else None
-    if not isinstance(levels, list) or not levels:
-        raise ConfigError(f"hierarchy {path}: expected {{\"levels\": [[[class, ...], ...], ...]}}, coarse to fine")
-    for n, level in enumerate(levels, 1):
-        try:
-            members = sorted(int(c) for group in level for c in group)
-        except (TypeError, ValueError):
-            raise ConfigError(f"hierarchy {path}: level {n} must be a list of groups of class indices") from None
-        if members != list(range(num_classes)):
-            raise ConfigError(f"hierarchy {path}: level {n} does not split the {num_classes} classes into groups "
-                              "(each class exactly once)")
-    return [[[int(c) for c in group] for group in level] for level in levels]
 
 
 def level_of_layers(layers: int, levels: int, schedule: str) -> list[int]:
