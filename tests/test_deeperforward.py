@@ -136,8 +136,7 @@ def test_hclff_contrastive_term_reaches_only_its_layer_and_projection_head():
     for i, block in enumerate(m.blocks):
         o = block(h)
         if i == k:
-            m._labels = y
-            (block.local_loss(o.scores, y) + m.block_regulariser(i, h, o)).backward()
+            (block.local_loss(o.scores, y) + m.block_regulariser(i, h, o, y)).backward()
         h = o.out
     for i, (block, proj) in enumerate(zip(m.blocks, m.projections)):
         for module in (block, proj):

@@ -180,7 +180,7 @@ class LocalMethod(nn.Module):
         with torch.set_grad_enabled(not frozen), self.autocast(x if torch.is_tensor(x) else x[0]):
             o = self.unit(f"block{i + 1}", block)(x, hand_off=False)
             loss = block.local_loss(o.scores, y)
-            reg = None if frozen else self.block_regulariser(i, x, o)
+            reg = None if frozen else self.block_regulariser(i, x, o, y)
         if not frozen:
             self._update(f"block{i + 1}", loss if reg is None else loss + reg)
         if o.out is None:  # (a fused block has handed off already: its backward overwrote h)
@@ -188,8 +188,10 @@ class LocalMethod(nn.Module):
                 o = o._replace(out=block.hand_off(o))
         return o, loss.detach().float(), self.block_correct(o.scores.detach(), y)
 
-    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput) -> torch.Tensor | None:
-        """An extra term of block i's own loss, not reported with it (None: none; FF's peer normalisation)."""
+    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput, y: torch.Tensor
+                          ) -> torch.Tensor | None:
+        """An extra term of block i's own loss given its targets y, not reported with it (None: none; FF's peer
+        normalisation, HCL-FF's contrastive loss)."""
         return None
 
     def block_correct(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -297,7 +297,8 @@ class GoodnessFF(LocalMethod):
             o = o._replace(out=block.hand_off(o))
         return o, loss.float(), self.block_correct(o.scores, y)
 
-    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput) -> torch.Tensor | None:
+    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput, y: torch.Tensor
+                          ) -> torch.Tensor | None:
         """Peer normalisation: peer_norm * mean_j (r_j - mean r)^2 over the running mean activities r_j.
 
         r_j <- 0.9 r_j + 0.1 mean(h_j) over this step's inputs (all of them; a conv's over space too). Its

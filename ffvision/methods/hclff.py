@@ -129,18 +129,13 @@ class HCLFF(DeeperForward):
         """The contrastive temperature of this epoch."""
         self.temperature = supcon_temperature(epoch, epochs, self.supcon_warmup)
 
-    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput) -> torch.Tensor | None:
+    def block_regulariser(self, i: int, x: torch.Tensor | tuple, o: BlockOutput, y: torch.Tensor
+                          ) -> torch.Tensor | None:
         """The layer's supervised contrastive loss on its projected, GroupNorm-ed features."""
         if self.supcon_weight <= 0 or not self.training:
             return None
         z = self.unit(f"proj{i + 1}", self.projections[i])(self.blocks[i].post(o.h))
-        return self.supcon_weight * supcon_loss(z, self._labels, self.temperature)
-
-    def block_update(self, i: int, x: torch.Tensor | tuple, y: torch.Tensor
-                     ) -> tuple[BlockOutput, torch.Tensor, torch.Tensor]:
-        """DeeperForward's update; the regulariser reads the batch's labels."""
-        self._labels = y
-        return super().block_update(i, x, y)
+        return self.supcon_weight * supcon_loss(z, y, self.temperature)
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         """A layer's update also steps its projection head (the contrastive term reaches both)."""
