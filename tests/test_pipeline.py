@@ -21,7 +21,10 @@ def test_split_stages():
 
 @pytest.mark.parametrize("name,kw,devices", [("asge", {}, "cpu,cpu"), ("asge", {}, "cpu,cpu,cpu"),
                                              ("sff", {"model": "mobilenet_v3_small", "image_size": 32,
-                                                      "granularity": "block"}, "cpu,cpu")])
+                                                      "granularity": "block"}, "cpu,cpu"),
+                                             ("deeperforward", {"model": "cwresnet17", "width_mult": 0.1}, "cpu,cpu"),
+                                             ("hclff", {"model": "cwresnet17", "width_mult": 0.1,
+                                                        "hierarchy": "fashion-mnist"}, "cpu,cpu")])
 def test_pipeline_matches_sequential_micro_batching(name, kw, devices):
     cfg = {**CFG, **kw}
     if name == "sff":
