@@ -4,6 +4,7 @@ Needs a checkout of the official code (git clone https://github.com/JNNNNYao/HCL
 never copied here. Both sides train the 17-layer channel-wise ResNet (planes from --width-mult: 0.2 gives 20-40-80-160,
 2 channels per class) on one thread.
 
+report: the markdown table of `train` records beside the protocol official-hclff's (ffvision's side).
 speed: the same random 28 px batches, taking turns (--rounds); ffvision in float32 and bf16. The official step is
   `Resnet.update` (all 17 layers, projection heads, linear head), ffvision's `train_step`.
 train: one official run on ffvision's split of FashionMNIST (the first --train-subset images of its shuffled
@@ -18,7 +19,8 @@ train: one official run on ffvision's split of FashionMNIST (the first --train-s
 
     python benchmarks/official_hclff.py speed --official ~/src/HCL-FF --batches 6 --rounds 2
     python benchmarks/official_hclff.py train --official ~/src/HCL-FF --root ~/fmnist-root --method hclff \
-        --epochs 6 --seed 0
+        --epochs 8 --seed 0 --record results/official-hclff-MACHINE-DATE.jsonl
+    python benchmarks/official_hclff.py report results/official-hclff-*.jsonl
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from protocol import cpu_name
+from protocol import cpu_name, mean_sd
 
 import ffvision
 from ffvision.data import build_splits
@@ -166,11 +168,37 @@ def train(args: argparse.Namespace) -> dict:
             "history": history}
 
 
+def report(paths: list[Path]) -> list[str]:
+    """Rows: method, code (official, ffvision in bf16 or float32), test accuracy of each strategy and the
+    difference of goodness means, mean ± sd over seeds, training img/s."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("benchmark") == "official-hclff-train":
+                groups.setdefault((r["method"], "official"), []).append(r)
+            elif r.get("protocol") == "official-hclff":
+                amp = "float32" if r["name"].endswith("-float32") else "bf16"
+                groups.setdefault((r["method"], f"ffvision {amp}"), []).append(r)
+    rows = ["| method | code | seeds | goodness | head | ensemble | goodness: ffvision - official | train img/s |",
+            "|---|---|---|---|---|---|---|---|"]
+    for (method, code), recs in sorted(groups.items()):
+        acc = {k: [r["test_accuracy_by_strategy"][k] for r in recs] for k in ("goodness", "head", "ensemble")}
+        official = [r["test_accuracy_by_strategy"]["goodness"] for r in groups.get((method, "official"), [])]
+        gap = "" if code == "official" or not official else (
+            f"{100 * (statistics.mean(acc['goodness']) - statistics.mean(official)):+.2f}")
+        ips = statistics.mean(r["train_images_per_second"] for r in recs)
+        rows.append(f"| {method} | {code} | {len(recs)} | {mean_sd(acc['goodness'])} | {mean_sd(acc['head'])} | "
+                    f"{mean_sd(acc['ensemble'])} | {gap} | {ips:.0f} |")
+    return rows
+
+
 def main() -> None:
     """Run the chosen benchmark and print one JSON line (also appended to --record)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "train"])
-    ap.add_argument("--official", type=Path, required=True, help="a checkout of JNNNNYao/HCL-FF")
+    ap.add_argument("what", choices=["speed", "train", "report"])
+    ap.add_argument("records", nargs="*", type=Path, help="report: JSON lines files")
+    ap.add_argument("--official", type=Path, help="a checkout of JNNNNYao/HCL-FF")
     ap.add_argument("--width-mult", type=float, default=0.2, help="ffvision's width (0.2: 2 channels per class)")
     ap.add_argument("--batch-size", type=int, default=128, help="speed: images per batch")
     ap.add_argument("--batches", type=int, default=6, help="speed: timed batches per turn")
@@ -184,6 +212,11 @@ def main() -> None:
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--record", type=Path, help="append the JSON line to this file")
     args = ap.parse_args()
+    if args.what == "report":
+        print("\n".join(report(args.records)))
+        return
+    if args.official is None:
+        ap.error(f"{args.what} needs --official")
     args.official = args.official.resolve()
     args.root = args.root.resolve() if args.root else None
     args.record = args.record.resolve() if args.record else None

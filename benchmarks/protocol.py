@@ -239,6 +239,33 @@ def bench_report(paths: list[Path]) -> list[str]:
     return out
 
 
+def batch_sweep_report(paths: list[Path]) -> list[str]:
+    """Markdown rows of a batch-size sweep protocol: per entry and variant, the peak at each batch size, the method's
+    peak over this variant's at each, the largest batch measured within the budget and its img/s."""
+    latest: dict[str, dict] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            latest[r["name"]] = r
+    out = ["| entry | variant | peak MiB by batch size | method ÷ variant, peak | largest batch within the budget "
+           "(reaches it at) | its img/s | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in latest.items():
+        sizes, variants = r["batch_sizes"], r["variants"]
+        method = next(iter(variants))
+        budget = f"{r['budget_bytes'] / 2**30:g} GiB" if r.get("budget_bytes") else "—"
+        for v, e in variants.items():
+            peaks = ", ".join(f"{b}: {m / 2**20:,.0f}" for b, m in zip(sizes, e["peak_memory_bytes"]))
+            ratio = "—" if v == method else ", ".join(
+                f"{a / m:.2f}" for a, m in zip(variants[method]["peak_memory_bytes"], e["peak_memory_bytes"]))
+            fits = e.get("largest_measured_batch_within_budget")
+            at = e.get("batch_at_budget")
+            speed = e["images_per_second"][sizes.index(fits)] if fits in sizes else None
+            out.append(f"| {name} | {v} | {peaks} | {ratio} | {fits if fits else 'none'} of {budget}"
+                       f"{f' (~{at:,.0f})' if at else ''} | {f'{speed:.1f}' if speed else '—'} | {r['machine']} | "
+                       f"{r['commit']} | {r['date']} |")
+    return out
+
+
 def main() -> None:
     """Run or report one protocol."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -254,7 +281,8 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        kind = bench_report if "bench" in spec else sweep_report if spec.get("report") == "sweep" else report
+        kind = {"sweep": sweep_report, "batch-sweep": batch_sweep_report}.get(
+            spec.get("report"), bench_report if "bench" in spec else report)
         print("\n".join(kind(paths)))
         return
     out = args.out or default_out(args.protocol, args.device)
