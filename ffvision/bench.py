@@ -22,7 +22,8 @@ Speed and memory are measured in separate fresh Python processes (`python -m ffv
         resident set.
 `--compare bp-checkpoint` is backprop with activation checkpointing per layer, `--compare
 bp-accum` backprop over four micro-batches with gradients accumulated: what a memory-bound
-user of backprop would run instead.
+user of backprop would run instead. With micro-batches, `--compare unsplit` is the method itself
+on whole batches (what splitting costs in speed and saves in memory).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def _rss_bytes() -> int:
 
 # bench rows that are backprop with a memory-saving variant (Backprop's memory_saving option)
 BP_VARIANTS = {"bp-checkpoint": "checkpoint", "bp-accum": "accumulate"}
+UNSPLIT = "unsplit"  # --compare: the method itself without micro-batches (the split step's speed against it)
 
 
 def exact_peak_bytes(step: Any, device: str = "cpu") -> dict[str, int]:
@@ -177,7 +179,11 @@ def bench(method: str, model: str, batch_size: int, *, device: str = "auto", com
     kwargs = {k: v for k, v in (method_kwargs or {}).items() if v is not None}
     compares = [c for c in (compare or "").split(",") if c]
     shared = {k: v for k, v in kwargs.items() if k in ("width_mult", "dropout", "filters")}
-    jobs = {name: {**common, "method": name, "method_kwargs": kwargs if name == method else shared,
+    if UNSPLIT in compares and not micro_batches:
+        raise ConfigError(f"--compare {UNSPLIT} measures the method without micro-batches against with them: give "
+                          "--micro-batches or --micro-batch-size")
+    jobs = {name: {**common, "method": method if name == UNSPLIT else name,
+                   "method_kwargs": kwargs if name in (method, UNSPLIT) else shared,
                    "micro_batches": micro_batches if name == method or BP_VARIANTS.get(name) == "accumulate" else None}
             for name in [method, *compares]}
     speeds: dict[str, list[dict[str, Any]]] = {name: [] for name in jobs}

@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "bp,bp-checkpoint,bp-accum --json bench.json")
     _add_config_flags(bn, only=BENCH_RUN_OPTIONS)  # declared once: as `ffvision train` has them
     bn.add_argument("--compare", default=None, help="also measure these (comma-separated) on the same network: "
-                    "bp, bp-checkpoint, bp-accum, or another method")
+                    "bp, bp-checkpoint, bp-accum, another method, or unsplit (with micro-batches: the method on "
+                    "whole batches)")
     bn.add_argument("--in-channels", type=int, default=1, help="input channels [default: 1]")
     bn.add_argument("--image-size", type=int, default=32, help="input size in px [default: 32]")
     bn.add_argument("--num-classes", type=int, default=10, help="classes [default: 10]")
@@ -442,14 +443,14 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """ffvision bench."""
-    from ffvision.bench import BP_VARIANTS, bench, format_table
+    from ffvision.bench import BP_VARIANTS, UNSPLIT, bench, format_table
     from ffvision.methods import method_class
     from ffvision.models import list_models
     from ffvision.train.budget import MAX_BATCH
 
     cfg = apply_overrides(TrainConfig(), given_options(args), source="command line")  # train's checks and messages
     for other in (args.compare or "").split(","):
-        if other and other not in BP_VARIANTS:
+        if other and other not in BP_VARIANTS and other != UNSPLIT:
             method_class(other)
     if cfg.model not in list_models():
         from ffvision.errors import unknown_name

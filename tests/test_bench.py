@@ -111,10 +111,10 @@ def test_the_sweep_pairs_equal_micro_batches_and_finds_where_the_budget_is_reach
 
     monkeypatch.setattr(bench_module, "run_in_fresh_process", fake)
     res = bench_module.batch_sweep("asge", "vgg8", [32, 64, 128], micro_batch_size=32, budget=40 * 2**20,
-                                   compare="bp,bp-accum")
-    for p in res["points"]:  # the method and bp-accum split alike; plain bp holds the whole batch
+                                   compare="bp,bp-accum,unsplit")
+    for p in res["points"]:  # the method and bp-accum split alike; plain bp and the unsplit method hold the batch
         k = p["batch_size"] // 32
-        assert [p["runs"][v]["micro_batches"] for v in ("asge", "bp", "bp-accum")] == [k, 1, k]
+        assert [p["runs"][v]["micro_batches"] for v in ("asge", "bp", "bp-accum", "unsplit")] == [k, 1, k, 1]
     assert res["variants"]["bp"]["largest_measured_batch_within_budget"] == 32
     assert res["variants"]["bp"]["batch_at_budget"] == 39  # 1 + B MiB reaches 40 MiB at B = 39
     assert res["variants"]["asge"]["largest_measured_batch_within_budget"] == 128
@@ -130,5 +130,7 @@ def test_a_budget_below_the_smallest_batch_and_sweep_flags_alone_are_one_line_er
     assert_one_line_error(code, err, "--budget belong to a sweep: give --batch-sizes")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8,12", "--micro-batch-size", "8")
     assert_one_line_error(code, err, "multiple of --micro-batch-size 8: 12 is not")
+    code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8", "--compare", "unsplit")
+    assert_one_line_error(code, err, "--compare unsplit measures the method without micro-batches")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8", "--budget", "lots")
     assert_one_line_error(code, err, "memory budget must look like 8GiB")
