@@ -219,14 +219,20 @@ def sweep_report(paths: list[Path]) -> list[str]:
     return out
 
 
-def bench_report(paths: list[Path]) -> list[str]:
-    """Markdown rows of the speed protocol: per entry and method, img/s and exact peak memory, and each against
-    the entry's first (the method measured) as ratios."""
+def latest_records(paths: list[Path]) -> dict[str, dict]:
+    """The last record of each entry name in these JSON lines files."""
     latest: dict[str, dict] = {}
     for path in paths:
         for line in path.read_text().splitlines():
             r = json.loads(line)
             latest[r["name"]] = r
+    return latest
+
+
+def bench_report(paths: list[Path]) -> list[str]:
+    """Markdown rows of the speed protocol: per entry and method, img/s and exact peak memory, and each against
+    the entry's first (the method measured) as ratios."""
+    latest = latest_records(paths)
     out = ["| entry | run | train img/s | exact peak (MiB) | process peak (MiB) | the method ÷ this run: img/s, "
            "memory | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in latest.items():
@@ -242,11 +248,7 @@ def bench_report(paths: list[Path]) -> list[str]:
 def batch_sweep_report(paths: list[Path]) -> list[str]:
     """Markdown rows of a batch-size sweep protocol: per entry and variant, the peak at each batch size, the method's
     peak over this variant's at each, the largest batch measured within the budget and its img/s."""
-    latest: dict[str, dict] = {}
-    for path in paths:
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            latest[r["name"]] = r
+    latest = latest_records(paths)
     out = ["| entry | variant | peak MiB by batch size | method ÷ variant, peak | largest batch within the budget "
            "(reaches it at) | its img/s | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in latest.items():

@@ -494,9 +494,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_hierarchy(args: argparse.Namespace) -> int:
     """ffvision hierarchy."""
-    from ffvision.methods.hierarchy import build_hierarchy
+    from ffvision.predict import write_hierarchy
 
-    data = build_hierarchy(args.checkpoint, args.out, args.linkage)
+    data = write_hierarchy(args.checkpoint, args.out, args.linkage)
     sizes = " -> ".join(str(len(level)) for level in data["levels"])
     print(f"wrote {args.out}: {len(data['levels'])} levels of {sizes} groups")
     return 0

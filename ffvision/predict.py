@@ -1,4 +1,4 @@
-"""Classify image files with a trained checkpoint, and explain them with class activation maps."""
+"""Use a trained checkpoint: classify image files, explain them with class activation maps, build a class hierarchy."""
 
 from __future__ import annotations
 
@@ -70,3 +70,20 @@ def class_maps_files(checkpoint: str | Path, paths: list[str], out_dir: str | Pa
         save_cam_figure(img, [m[0] for m in maps], f"{Path(path).name}: {'predicted ' if cls is None else ''}{name}"
                         f" ({meta['config'].method})", dest)
         yield dest
+
+
+def write_hierarchy(checkpoint: str | Path, out: str | Path, linkage: str = "ward") -> dict:
+    """Write the class hierarchy of a trained run's head (methods/hierarchy.py) to out as JSON; returns it."""
+    import json
+
+    from ffvision.methods.hierarchy import class_prototypes, linkage_merges, tree_levels
+
+    method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
+    protos = class_prototypes(method)
+    classes = meta.get("classes") or [str(c) for c in range(protos.shape[0])]
+    levels = tree_levels(linkage_merges(protos, linkage), protos.shape[0])
+    data = {"description": f"{linkage} linkage of the normalised linear-head rows of {checkpoint} "
+                           f"({meta.get('dataset', 'its dataset')}), read level by level from the root",
+            "classes": classes, "levels": levels}
+    Path(out).write_text(json.dumps(data, indent=1) + "\n")
+    return data

@@ -4,9 +4,9 @@ A hierarchy is a list of levels, coarse to fine, each a partition of the classes
 {"classes": [...], "levels": [[[class, ...], ...], ...]}. HCL-FF's official code derives it from a binary class
 tree read level by level from the root (a class whose branch ended earlier stays a group of its own); for
 MNIST and FashionMNIST the tree clusters the classes' images, for CIFAR the classes' rows of a pretrained
-network's linear head (L2-normalised, Ward linkage). `build_hierarchy` does the latter for any ffvision run with a
-linear head (`ffvision hierarchy RUN_DIR --out FILE`): train `hclff` without a hierarchy first, as the official
-`--pretrain` runs do.
+network's linear head (L2-normalised, Ward linkage). `ffvision hierarchy RUN_DIR --out FILE` (predict.py's
+`write_hierarchy`) does the latter for any ffvision run with a linear head: train `hclff` without a hierarchy
+first, as the official `--pretrain` runs do.
 """
 
 from __future__ import annotations
@@ -124,18 +124,3 @@ def class_prototypes(method: torch.nn.Module) -> torch.Tensor:
         raise ConfigError(f"a hierarchy is built from a linear head; {type(method).__name__.lower()} has none "
                           "(train deeperforward or hclff)")
     return torch.nn.functional.normalize(weight.detach().float(), dim=1)
-
-
-def build_hierarchy(checkpoint: str | Path, out: str | Path, linkage: str = "ward") -> dict:
-    """Write the hierarchy of a trained run's class prototypes to out (JSON); returns what was written."""
-    from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
-
-    method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
-    protos = class_prototypes(method)
-    classes = meta.get("classes") or [str(c) for c in range(protos.shape[0])]
-    levels = tree_levels(linkage_merges(protos, linkage), protos.shape[0])
-    data = {"description": f"{linkage} linkage of the normalised linear-head rows of {checkpoint} "
-                           f"({meta.get('dataset', 'its dataset')}), read level by level from the root",
-            "classes": classes, "levels": levels}
-    Path(out).write_text(json.dumps(data, indent=1) + "\n")
-    return data
