@@ -51,7 +51,7 @@ class TrainConfig:
                                  "imagenet | affine (rotations up to 10 degrees, shifts up to 1/10 of the side, "
                                  "scaling by 0.9-1.1: HCL-FF's MNIST augmentation) | affine-flip (and horizontal "
                                  "flips with p 0.2: its FashionMNIST one) | contrastive (random resized crops of "
-                                 "40-100% of the area, flips, colour jitter with p 0.8, grayscale with p 0.2: its "
+                                 "0.4-1 of the area, flips, colour jitter with p 0.8, grayscale with p 0.2: its "
                                  "CIFAR one) (default: the dataset's: shift for imagefolder)", topic=DATA)
 
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough for a few "
