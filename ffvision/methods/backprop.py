@@ -80,6 +80,9 @@ class Backprop(LocalMethod):
         # measured on the VGG stacks only (bf16 + channels_last ~1.9x float32 on a Zen 5 CPU, quick-protocol
         # accuracy 79.91 vs 79.85%); other models keep float32 on the CPU
         self.cpu_bf16 = self.cpu_channels_last = o.model.startswith("vgg")
+        # tiny images (8 and 14 px, 2,000 of them) upscaled to 32 px rather than VGG8's 16 validated 1.4-1.6
+        # points better over 3 seeds (docs/results.md, "Tiny images"); ASGE's the other way
+        self.tiny_image_size = 32 if o.model.startswith("vgg") else None
         if o.init_weights:
             if not hasattr(net, "load_torchvision_weights"):
                 raise ConfigError(f"init_weights needs a torchvision model, not {o.model!r}")

@@ -51,6 +51,7 @@ class LocalMethod(nn.Module):
     supports_pipeline: bool = True  # train_step = block_update per block, then finish_update
     default_val_images: int | None = None  # validation images per epoch when --val-images is unset (None: all)
     native_image_size: bool = False  # no --image-size: MNIST-family data at its stored 28 px, not resized to 32
+    tiny_image_size: int | None = None  # images below the model's minimum go to this size, not the minimum
     cpu_bf16: bool = False  # --amp auto uses bf16 on a CPU with native bf16 units (measured per method)
     cpu_channels_last: bool = False  # and channels_last with it (measured per method)
     micro_batches: int = 1  # a step's batch in this many micro-batches, gradients accumulated (`train_step`)

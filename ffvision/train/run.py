@@ -232,20 +232,31 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
 def build_method(cfg: TrainConfig, data: DataSplits, load: Callable[[int], DataSplits]
                  ) -> tuple[LocalMethod, DataSplits]:
     """The run's method for its data. Images smaller than the model (or its label patterns) can take are resized
-    to the smallest size it takes when the size was not given (tiny images in a folder); a size given that is
-    too small is a one-line error naming the size that works."""
+    to the smallest size it takes when the size was not given (tiny images in a folder), or to the method's
+    `tiny_image_size` where it validated better there; a size given that is too small is a one-line error
+    naming the size that works."""
     original = data.image_size
     for _ in range(4):  # each model part raises its own minimum: a few rounds at most
         seed_everything(cfg.seed)  # the same initial weights as a run given this size
         try:
-            return create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels,
-                                                              data.image_size)), data
+            method = create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels,
+                                                                data.image_size))
         except ImageTooSmall as e:
             if cfg.image_size is not None:
                 raise ConfigError(f"{e}: pass --image-size {e.minimum} or more") from None
             data = load(e.minimum)
             data.notes.append(f"resized from the images' {original} px to {e.minimum}, the smallest {cfg.model} "
                               "takes here (--image-size to choose)")
+            continue
+        better = method.tiny_image_size
+        if data.image_size == original or better is None or better <= data.image_size:
+            return method, data
+        data = load(better)  # tiny images: this method validated better at a larger size than the minimum
+        data.notes.append(f"resized from the images' {original} px to {better}, where {cfg.method} validated "
+                          "better than at the smallest size (--image-size to choose)")
+        seed_everything(cfg.seed)
+        return create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels,
+                                                         data.image_size)), data
     raise ConfigError(f"no image size found that {cfg.model} takes for {cfg.method}; pass --image-size")
 
 
