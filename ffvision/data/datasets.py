@@ -143,15 +143,13 @@ def train_transform(augment: str, image_size: int, channels: int, folder: bool) 
         raise unknown_name("augmentation", augment, list(AUGMENTS))
     if augment == "imagenet":
         return T.Compose([T.RandomResizedCrop(image_size, antialias=True), T.RandomHorizontalFlip()])
+    ops: list[Callable] = [] if not folder else [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)]
     if augment == "contrastive":  # HCL-FF's for CIFAR (SimCLR's, milder)
         jitter = T.ColorJitter(0.2, 0.2, 0.2, 0.1) if channels == 3 else T.ColorJitter(0.2, 0.2)
-        ops = [T.RandomResizedCrop(image_size, scale=(0.4, 1.0), antialias=True), T.RandomHorizontalFlip(),
-               T.RandomApply([jitter], p=0.8)]
+        ops += [T.RandomResizedCrop(image_size, scale=(0.4, 1.0), antialias=True), T.RandomHorizontalFlip(),
+                T.RandomApply([jitter], p=0.8)]
         if channels == 3:
             ops.append(T.RandomGrayscale(0.2))
-        folder_ops = [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)] if folder else []
-        return T.Compose(folder_ops + ops)
-    ops: list[Callable] = [] if not folder else [T.Resize(image_size, antialias=True), T.CenterCrop(image_size)]
     if augment == "shift":  # translation only: the whole object stays (at least 3/4 of each side) in view
         ops.append(T.RandomCrop(image_size, padding=max(1, image_size // 8), padding_mode="edge"))
     if augment in ("affine", "affine-flip"):  # HCL-FF's for MNIST and FashionMNIST

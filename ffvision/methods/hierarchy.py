@@ -69,18 +69,15 @@ def linkage_merges(points: torch.Tensor, linkage: str = "ward") -> list[tuple[in
     if linkage == "ward":
         d = d.square()
     n = x.shape[0]
-    size = {i: 1 for i in range(n)}
     ids = list(range(n))  # the cluster id held by each row of d
+    nk = torch.ones(n, dtype=torch.double)  # the size of each row's cluster
     alive = torch.ones(n, dtype=torch.bool)
     merges = []
     for step in range(n - 1):
         masked = d.masked_fill(~(alive[:, None] & alive[None, :]) | torch.eye(n, dtype=torch.bool), float("inf"))
-        flat = int(masked.argmin())
-        i, j = sorted(divmod(flat, n))
-        a, b = ids[i], ids[j]
-        merges.append((min(a, b), max(a, b)))
-        ni, nj = size[a], size[b]
-        nk = torch.tensor([size[ids[k]] for k in range(n)], dtype=torch.double)
+        i, j = sorted(divmod(int(masked.argmin()), n))
+        merges.append((min(ids[i], ids[j]), max(ids[i], ids[j])))
+        ni, nj = float(nk[i]), float(nk[j])
         if linkage == "ward":
             new = ((ni + nk) * d[i] + (nj + nk) * d[j] - nk * d[i, j]) / (ni + nj + nk)
         elif linkage == "average":
@@ -91,8 +88,7 @@ def linkage_merges(points: torch.Tensor, linkage: str = "ward") -> list[tuple[in
             new = torch.minimum(d[i], d[j])
         d[i], d[:, i] = new, new
         alive[j] = False
-        ids[i] = n + step
-        size[n + step] = ni + nj
+        ids[i], nk[i] = n + step, ni + nj
     return merges
 
 

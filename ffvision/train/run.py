@@ -254,9 +254,6 @@ def build_method(cfg: TrainConfig, data: DataSplits, load: Callable[[int], DataS
         data = load(better)  # tiny images: this method validated better at a larger size than the minimum
         data.notes.append(f"resized from the images' {original} px to {better}, where {cfg.method} validated "
                           "better than at the smallest size (--image-size to choose)")
-        seed_everything(cfg.seed)
-        return create_method(cfg.method, **method_kwargs(cfg, data.num_classes, data.in_channels,
-                                                         data.image_size)), data
     raise ConfigError(f"no image size found that {cfg.model} takes for {cfg.method}; pass --image-size")
 
 
