@@ -112,10 +112,15 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     if unknown:
         sys.exit(f"error: protocol {name} has no run {', '.join(unknown)} (runs: {', '.join(runs)})")
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
+    done = recorded(name, out) if args.resume else set()
     for run in args.only or list(runs):
-        for budget in spec.get("budgets", [{}]):
+        for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
             for seed in seeds:
-                settings = {**spec.get("common", {}), **budget, **runs[run]}
+                if (run, json.dumps(budget, sort_keys=True), seed) in done:
+                    logging.info("%s %s seed %d: already recorded on this machine, skipped", run, budget or "", seed)
+                    continue
+                settings = {**spec.get("common", {}), **budget,
+                            **{k: v for k, v in runs[run].items() if k != "budgets"}}
                 if "folder" in settings:
                     settings.update(dataset="imagefolder", data_dir=folders[settings.pop("folder")])
                 cfg = TrainConfig()
@@ -152,6 +157,19 @@ def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> Non
         emit({"protocol": name, "name": entry, "machine": machine(args.device), "date": date.today().isoformat(),
               "commit": commit(), "command": f"ffvision bench {entries[entry]} --device {args.device}",
               **json.loads(tmp.read_text())}, out)
+
+
+def recorded(name: str, out: Path) -> set[tuple[str, str, int]]:
+    """(run, budget, seed) of the records of protocol `name` taken on this machine: in `out` and in the other
+    records of the protocol beside it."""
+    here = machine()
+    done = set()
+    for path in {out, *out.parent.glob(f"{name}-*.jsonl")}:
+        for line in path.read_text().splitlines() if path.exists() else []:
+            r = json.loads(line)
+            if r.get("machine") == here:
+                done.add((r["name"], json.dumps(r.get("budget") or {}, sort_keys=True), r["seed"]))
+    return done
 
 
 def mean_sd(values: list[float]) -> str:
@@ -276,6 +294,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="override the protocol's seeds")
     ap.add_argument("--device", default="cpu", help="cpu (the protocols' machine) | cuda | auto")
     ap.add_argument("--out", type=Path, default=None, help="JSON lines file [default: results/PROTOCOL-MACHINE-DATE]")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the (run, budget, seed) already recorded on this machine (a run cut short goes on)")
     ap.add_argument("--runs-dir", default="runs/protocols", help="where the runs train")
     ap.add_argument("--report", nargs="*", type=Path, default=None, help="print the markdown table of these records")
     args = ap.parse_args()
