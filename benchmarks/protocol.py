@@ -98,19 +98,19 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     from ffvision.config import TrainConfig, apply_overrides, load_recipe
     from ffvision.train.run import train
 
+    runs = spec["runs"]
+    unknown = [r for r in args.only or [] if r not in runs]
+    if unknown:
+        sys.exit(f"error: protocol {name} has no run {', '.join(unknown)} (runs: {', '.join(runs)})")
     folders = {}
     for key, f in spec.get("folders", {}).items():  # FashionMNIST images written once as PNG folders
         from fmnist_folder import write_fmnist_folder
 
         root = Path(f.get("root", Path(args.runs_dir) / "folders" / key))
-        if not (root / "train").is_dir():
+        if not (root / "train").is_dir() and any(runs[r].get("folder") == key for r in args.only or runs):
             write_fmnist_folder(root, f["train_subset"], f.get("val_size", 10000), (f.get("val"), f.get("test")),
                                 f.get("image_size", 28))
         folders[key] = str(root)
-    runs = spec["runs"]
-    unknown = [r for r in args.only or [] if r not in runs]
-    if unknown:
-        sys.exit(f"error: protocol {name} has no run {', '.join(unknown)} (runs: {', '.join(runs)})")
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
     done = recorded(name, out) if args.resume else set()
     for run in args.only or list(runs):
