@@ -9,7 +9,6 @@ alone); the values are the same. Each function's `*_reference` is the whole-tens
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +16,15 @@ import torch.nn.functional as F
 from ffvision import kernels
 from ffvision.kernels.layout import batch_slices
 
-# float32 bytes of one slice's temporary: cache-sized (VGG8 x0.25 layer 1 at batch 128: 4 slices). Smaller
-# maps (late layers, micro-batches) are worked whole: each slice costs a few ops, ~10-30 us each on the CPU,
-# which made a micro-batched step pay the slicing of four batches.
-SLICE_BYTES = 2 << 20
+_SLICES = 4  # batch slices of reduced-precision work without autograd
 
 
 def bf16_slices(x: torch.Tensor) -> list[slice] | None:
-    """Batch slices for a reduced-precision x without autograd whose float32 copy exceeds SLICE_BYTES, else None
-    (work on x whole)."""
-    if not kernels.enabled() or x.dtype == torch.float32 or x.ndim < 2 or (
+    """Batch slices for a reduced-precision x without autograd, else None (work on x whole)."""
+    if not kernels.enabled() or x.dtype == torch.float32 or x.ndim < 2 or x.shape[0] < 2 * _SLICES or (
             torch.is_grad_enabled() and x.requires_grad):
         return None
-    slices = min(x.shape[0], math.ceil(x.numel() * 4 / SLICE_BYTES))
-    return batch_slices(x.shape[0], slices) if slices > 1 else None
+    return batch_slices(x.shape[0], _SLICES)
 
 
 def sum_of_squares(x: torch.Tensor, dims: tuple[int, ...], keepdim: bool = False) -> torch.Tensor:
