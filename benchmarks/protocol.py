@@ -265,10 +265,12 @@ def bench_report(paths: list[Path]) -> list[str]:
 
 def batch_sweep_report(paths: list[Path]) -> list[str]:
     """Markdown rows of a batch-size sweep protocol: per entry and variant, the peak at each batch size, the method's
-    peak over this variant's at each, the largest batch measured within the budget and its img/s."""
+    peak over this variant's at each, the largest batch measured within the budget and its img/s (without a budget:
+    img/s at each batch size)."""
     latest = latest_records(paths)
     out = ["| entry | variant | peak MiB by batch size | method ÷ variant, peak | largest batch within the budget "
-           "(reaches it at) | its img/s | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
+           "(reaches it at) | its img/s (no budget: by batch size) | machine | commit | date |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for name, r in latest.items():
         sizes, variants = r["batch_sizes"], r["variants"]
         method = next(iter(variants))
@@ -279,10 +281,14 @@ def batch_sweep_report(paths: list[Path]) -> list[str]:
                 f"{a / m:.2f}" for a, m in zip(variants[method]["peak_memory_bytes"], e["peak_memory_bytes"]))
             fits = e.get("largest_measured_batch_within_budget")
             at = e.get("batch_at_budget")
-            speed = e["images_per_second"][sizes.index(fits)] if fits in sizes else None
-            out.append(f"| {name} | {v} | {peaks} | {ratio} | {fits if fits else 'none'} of {budget}"
-                       f"{f' (~{at:,.0f})' if at else ''} | {f'{speed:.1f}' if speed else '—'} | {r['machine']} | "
-                       f"{r['commit']} | {r['date']} |")
+            if r.get("budget_bytes"):
+                speed = f"{e['images_per_second'][sizes.index(fits)]:.1f}" if fits in sizes else "—"
+                within = f"{fits if fits else 'none'} of {budget}{f' (~{at:,.0f})' if at else ''}"
+            else:  # no budget (a speed comparison): img/s at every batch size
+                speed = ", ".join(f"{b}: {s:,.1f}" for b, s in zip(sizes, e["images_per_second"]))
+                within = "—"
+            out.append(f"| {name} | {v} | {peaks} | {ratio} | {within} | {speed} | {r['machine']} | {r['commit']} | "
+                       f"{r['date']} |")
     return out
 
 
