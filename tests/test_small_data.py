@@ -75,20 +75,20 @@ def documented_rule() -> list[tuple[int, int, int]]:
 
 def test_the_batch_size_and_epochs_rule_gives_the_documented_values():
     for images, batch, epochs in documented_rule():
-        assert (default_batch_size(images), default_epochs(images, batch)) == (batch, epochs), images
-    assert default_epochs(50000, default_batch_size(50000)) == 10  # FashionMNIST's split: what --help says
+        assert (default_batch_size(images), default_epochs(images)) == (batch, epochs), images
+    assert default_epochs(50000) == 10  # FashionMNIST's split: what --help says
     assert default_batch_size(500, processes=3) % 3 == 0  # the batch is global: it splits over the processes
 
 
 def test_flags_given_win_over_the_rule():
     cfg = apply_overrides(TrainConfig(), {"dataset": "imagefolder"})
     chosen = sized_for_data(cfg, 2000)
-    assert (chosen.batch_size, chosen.epochs) == (default_batch_size(2000), default_epochs(2000, 16))
+    assert (chosen.batch_size, chosen.epochs) == (default_batch_size(2000), default_epochs(2000))
     notes: list[str] = []
     given = sized_for_data(apply_overrides(cfg, {"epochs": 3}), 2000, notes=notes)
-    assert (given.batch_size, given.epochs) == (16, 3) and notes == [
-        "batch size 16 from the 2,000 training images (375 optimizer steps; --batch-size to choose)"]
-    assert sized_for_data(apply_overrides(cfg, {"batch_size": 100}), 2000).epochs == default_epochs(2000, 100)
+    assert (given.batch_size, given.epochs) == (64, 3) and notes == [
+        "batch size 64 from the 2,000 training images (96 optimizer steps; --batch-size to choose)"]
+    assert sized_for_data(apply_overrides(cfg, {"batch_size": 100}), 2000).epochs == default_epochs(2000)
     both = apply_overrides(cfg, {"batch_size": 100, "epochs": 2})
     assert sized_for_data(both, 2000) == both
     with pytest.raises(ConfigError, match="warmup_epochs"):  # checked against the epochs chosen

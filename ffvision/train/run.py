@@ -265,7 +265,7 @@ def sized_for_data(cfg: TrainConfig, train_images: int, processes: int = 1, note
     if cfg.batch_size is None:
         resolved["batch_size"] = default_batch_size(train_images, processes)
     if cfg.epochs is None:
-        resolved["epochs"] = default_epochs(train_images, resolved.get("batch_size", cfg.batch_size))
+        resolved["epochs"] = default_epochs(train_images)
     if not resolved:
         return cfg
     new = validate(dataclasses.replace(cfg, **resolved))
