@@ -202,9 +202,24 @@ def report(paths: list[Path]) -> list[str]:
     return out
 
 
-def sweep_report(paths: list[Path]) -> list[str]:
+def rule_runs(budgets: dict[str, list[dict]], train_images: int | None) -> list[dict]:
+    """The records of a run's defaults under today's rule (ffvision/train/budget.py): its runs with no budget flags
+    that chose what the rule chooses now, else the swept run of that very setting, else (the rule has changed
+    and neither is measured) its runs with no budget flags as recorded."""
+    from ffvision.train.budget import default_batch_size, default_epochs
+
+    recorded = budgets.get("{}", [])
+    if train_images is None:
+        return recorded
+    rule = {"batch_size": default_batch_size(train_images), "epochs": default_epochs(train_images)}
+    now = [r for r in recorded if all(r["config"][k] == v for k, v in rule.items())]
+    return now or budgets.get(json.dumps(rule, sort_keys=True)) or recorded
+
+
+def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
     """Markdown rows of a sweep protocol: per run, the run with no budget flags (the defaults chosen from the data)
     against the sweep's best on validation: accuracy, the gap, and the time against the best's."""
+    spec = spec or {}
     groups: dict[str, dict[str, list[dict]]] = {}
     for path in paths:
         for line in path.read_text().splitlines():
@@ -222,14 +237,17 @@ def sweep_report(paths: list[Path]) -> list[str]:
         return statistics.mean(r["wall_seconds"] for r in recs)
 
     for run, budgets in groups.items():
-        mine = budgets.get("{}")
+        folder = spec.get("folders", {}).get(spec.get("runs", {}).get(run, {}).get("folder"), {})
+        mine = rule_runs(budgets, folder.get("train_subset"))
         swept = {b: recs for b, recs in budgets.items() if b != "{}"}
         if not mine or not swept:
             continue
         best = max(swept, key=lambda b: val(swept[b]))
         c = mine[-1]["config"]
         b = ", ".join(f"{k} {v}" for k, v in json.loads(best).items())
-        out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs | {val(mine):.1f} | {wall(mine):.0f} | "
+        same = " (that swept run)" if mine[-1].get("budget") else ""  # the rule chooses a swept setting
+        out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs{same} | {val(mine):.1f} | "
+                   f"{wall(mine):.0f} | "
                    f"{b} (of {len(swept)}) | {val(swept[best]):.1f} | {wall(swept[best]):.0f} | "
                    f"{val(swept[best]) - val(mine):+.1f} | "
                    f"{wall(mine) / wall(swept[best]):.2f} | {len(mine)} | {mine[-1]['machine']} | "
@@ -309,8 +327,10 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        kind = {"sweep": sweep_report, "batch-sweep": batch_sweep_report}.get(
-            spec.get("report"), bench_report if "bench" in spec else report)
+        if spec.get("report") == "sweep":
+            print("\n".join(sweep_report(paths, spec)))
+            return
+        kind = {"batch-sweep": batch_sweep_report}.get(spec.get("report"), bench_report if "bench" in spec else report)
         print("\n".join(kind(paths)))
         return
     out = args.out or default_out(args.protocol, args.device)
