@@ -116,7 +116,7 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     for run in args.only or list(runs):
         for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
             for seed in seeds:
-                if (run, json.dumps(budget, sort_keys=True), seed) in done:
+                if (run, budget_key(budget), seed) in done:
                     logging.info("%s %s seed %d: already recorded on this machine, skipped", run, budget or "", seed)
                     continue
                 settings = {**spec.get("common", {}), **budget,
@@ -159,6 +159,11 @@ def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> Non
               **json.loads(tmp.read_text())}, out)
 
 
+def budget_key(budget: dict | None) -> str:
+    """A budget (the settings a sweep varies) as one comparable string."""
+    return json.dumps(budget or {}, sort_keys=True)
+
+
 def recorded(name: str, out: Path) -> set[tuple[str, str, int]]:
     """(run, budget, seed) of the records of protocol `name` taken on this machine: in `out` and in the other
     records of the protocol beside it."""
@@ -168,7 +173,7 @@ def recorded(name: str, out: Path) -> set[tuple[str, str, int]]:
         for line in path.read_text().splitlines() if path.exists() else []:
             r = json.loads(line)
             if r.get("machine") == here:
-                done.add((r["name"], json.dumps(r.get("budget") or {}, sort_keys=True), r["seed"]))
+                done.add((r["name"], budget_key(r.get("budget")), r["seed"]))
     return done
 
 
@@ -208,12 +213,12 @@ def rule_runs(budgets: dict[str, list[dict]], train_images: int | None) -> list[
     and neither is measured) its runs with no budget flags as recorded."""
     from ffvision.train.budget import default_batch_size, default_epochs
 
-    recorded = budgets.get("{}", [])
+    unflagged = budgets.get(budget_key(None), [])
     if train_images is None:
-        return recorded
+        return unflagged
     rule = {"batch_size": default_batch_size(train_images), "epochs": default_epochs(train_images)}
-    now = [r for r in recorded if all(r["config"][k] == v for k, v in rule.items())]
-    return now or budgets.get(json.dumps(rule, sort_keys=True)) or recorded
+    now = [r for r in unflagged if all(r["config"][k] == v for k, v in rule.items())]
+    return now or budgets.get(budget_key(rule)) or unflagged
 
 
 def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
@@ -224,8 +229,7 @@ def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
     for path in paths:
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            budget = json.dumps(r.get("budget") or {}, sort_keys=True)
-            groups.setdefault(r["name"], {}).setdefault(budget, []).append(r)
+            groups.setdefault(r["name"], {}).setdefault(budget_key(r.get("budget")), []).append(r)
     out = ["| run | defaults chosen | their val % | time (s) | sweep's best (of N settings) | its val % | time (s) | "
            "gap (points) | time ÷ best's | seeds | machine | commit | date |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
