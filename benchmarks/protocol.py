@@ -191,7 +191,7 @@ def report(paths: list[Path]) -> list[str]:
             r = json.loads(line)
             if "test_accuracy_by_strategy" not in r:
                 continue
-            key = (r["name"], json.dumps(r.get("budget") or {}, sort_keys=True))
+            key = (r["name"], budget_key(r.get("budget")))
             groups.setdefault(key, {})[r["seed"]] = r  # the newest record of each seed
     out = ["| run | budget | seeds | test accuracy by strategy (mean ± sd, %) | reported (chosen on val) | "
            "train img/s | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|"]
