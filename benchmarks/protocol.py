@@ -114,9 +114,13 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
     done = recorded(name, out) if args.resume else set()
     for run in args.only or list(runs):
+        images = spec.get("folders", {}).get(runs[run].get("folder"), {}).get("train_subset")
         for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
+            # a run with no budget flags under today's rule: done where the setting it would choose is recorded
+            swept = "budgets" in spec or "budgets" in runs[run]
+            key = budget_key(rule_for(images) if not budget and swept and images else budget)
             for seed in seeds:
-                if (run, budget_key(budget), seed) in done:
+                if (run, key, seed) in done:
                     logging.info("%s %s seed %d: already recorded on this machine, skipped", run, budget or "", seed)
                     continue
                 settings = {**spec.get("common", {}), **budget,
@@ -174,7 +178,14 @@ def recorded(name: str, out: Path) -> set[tuple[str, str, int]]:
             r = json.loads(line)
             if r.get("machine") == here:
                 done.add((r["name"], budget_key(r.get("budget")), r["seed"]))
+                if not r.get("budget") and "config" in r:  # a run of the rule is a run of the setting it chose
+                    done.add((r["name"], budget_key(chosen(r["config"])), r["seed"]))
     return done
+
+
+def chosen(config: dict) -> dict:
+    """The settings a sweep varies, as a run's config has them."""
+    return {"batch_size": config["batch_size"], "epochs": config["epochs"]}
 
 
 def mean_sd(values: list[float]) -> str:
@@ -207,17 +218,22 @@ def report(paths: list[Path]) -> list[str]:
     return out
 
 
+def rule_for(train_images: int) -> dict:
+    """The batch size and epochs a run with no budget flags chooses today for a training set of this size."""
+    from ffvision.train.budget import default_batch_size, default_epochs
+
+    return {"batch_size": default_batch_size(train_images), "epochs": default_epochs(train_images)}
+
+
 def rule_runs(budgets: dict[str, list[dict]], train_images: int | None) -> list[dict]:
     """The records of a run's defaults under today's rule (ffvision/train/budget.py): its runs with no budget flags
     that chose what the rule chooses now, else the swept run of that very setting, else (the rule has changed
     and neither is measured) its runs with no budget flags as recorded."""
-    from ffvision.train.budget import default_batch_size, default_epochs
-
     unflagged = budgets.get(budget_key(None), [])
     if train_images is None:
         return unflagged
-    rule = {"batch_size": default_batch_size(train_images), "epochs": default_epochs(train_images)}
-    now = [r for r in unflagged if all(r["config"][k] == v for k, v in rule.items())]
+    rule = rule_for(train_images)
+    now = [r for r in unflagged if chosen(r["config"]) == rule]
     return now or budgets.get(budget_key(rule)) or unflagged
 
 

@@ -55,7 +55,7 @@ class TrainConfig:
                                  "CIFAR one) (default: the dataset's: shift for imagefolder)", topic=DATA)
 
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough to see "
-                                "200,000 images: 10 for FashionMNIST's 50,000 images, up to 100 for fewer; "
+                                "500,000 images: 10 for FashionMNIST's 50,000 images, up to 100 for fewer; "
                                 "docs/data.md)", ge=1, topic=TRAINING)
     batch_size: int | None = option(None, "training batch size, global (default: from the training set's size: 128, "
                                     "smaller for a small set so that an epoch has enough steps; docs/data.md; "

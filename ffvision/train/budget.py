@@ -17,7 +17,7 @@ import math
 MAX_BATCH = 128  # the batch of a large training set (FashionMNIST's, CIFAR's); `ffvision bench`'s default
 MIN_BATCH = 16  # below it a step's overhead dominates and batch statistics get noisy
 STEPS_PER_EPOCH = 30  # the batch halves (down to MIN_BATCH) until an epoch has at least this many steps
-IMAGE_BUDGET = 200_000  # training images a run without --epochs sees at least (100 epochs of 2,000 images)
+IMAGE_BUDGET = 500_000  # training images a run without --epochs sees at least (50 epochs of 10,000 images)
 MIN_EPOCHS = 10
 MAX_EPOCHS = 100  # caps the epochs of a small training set (the longest setting measured, the best at 500 images)
 
