@@ -7,6 +7,8 @@ from pathlib import Path
 
 from test_cli import assert_one_line_error, run_cli
 
+from ffvision.train.budget import default_batch_size, default_epochs
+
 
 def test_bench_compares_against_backprop_and_writes_json(capsys, tmp_path: Path):
     out = tmp_path / "bench.json"
@@ -134,3 +136,23 @@ def test_a_budget_below_the_smallest_batch_and_sweep_flags_alone_are_one_line_er
     assert_one_line_error(code, err, "--compare unsplit measures the method without micro-batches")
     code, _, err = run_cli(capsys, "bench", "--method", "asge", "--batch-sizes", "8", "--budget", "lots")
     assert_one_line_error(code, err, "memory budget must look like 8GiB")
+
+
+def test_a_sweeps_run_of_the_rule_counts_as_the_setting_it_chose(monkeypatch, tmp_path: Path):
+    """--resume skips a setting the rule's run already trained; the report takes today's rule, not an old one's."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import protocol
+
+    today = protocol.rule_for(2000)
+    assert today == {"batch_size": default_batch_size(2000), "epochs": default_epochs(2000)}
+    rule_run = {"name": "asge-2000", "seed": 0, "budget": {}, "machine": protocol.machine(), "config": today}
+    out = tmp_path / "data-sizes-here.jsonl"
+    out.write_text(json.dumps(rule_run) + "\n")
+    done = protocol.recorded("data-sizes", out)
+    assert ("asge-2000", protocol.budget_key(today), 0) in done
+    assert ("asge-2000", protocol.budget_key({"batch_size": 16, "epochs": 10}), 0) not in done
+    old = {**rule_run, "config": {"batch_size": 16, "epochs": 24}}  # a run of the rule before this one
+    swept = {**rule_run, "budget": today}
+    assert protocol.rule_runs({"{}": [old], protocol.budget_key(today): [swept]}, 2000) == [swept]
+    assert protocol.rule_runs({"{}": [old, rule_run]}, 2000) == [rule_run]
+    assert protocol.rule_runs({"{}": [old]}, 2000) == [old]  # nothing of today's rule measured: as recorded
