@@ -116,6 +116,8 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     for run in args.only or list(runs):
         images = spec.get("folders", {}).get(runs[run].get("folder"), {}).get("train_subset")
         for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
+            if args.budgets is not None and budget not in args.budgets:
+                continue
             # a run with no budget flags under today's rule: done where the setting it would choose is recorded
             swept = "budgets" in spec or "budgets" in runs[run]
             key = budget_key(rule_for(images) if not budget and swept and images else budget)
@@ -166,6 +168,17 @@ def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> Non
 def budget_key(budget: dict | None) -> str:
     """A budget (the settings a sweep varies) as one comparable string."""
     return json.dumps(budget or {}, sort_keys=True)
+
+
+def parse_budget(text: str) -> dict:
+    """A budget given on the command line: 'rule' is {} (no budget flags), else k=v pairs, the values as YAML reads
+    them."""
+    if text == "rule":
+        return {}
+    try:
+        return {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a budget is 'rule' or k=v,k=v, got {text!r}") from None
 
 
 def recorded(name: str, out: Path) -> set[tuple[str, str, int]]:
@@ -260,6 +273,9 @@ def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
         folder = spec.get("folders", {}).get(spec.get("runs", {}).get(run, {}).get("folder"), {})
         mine = rule_runs(budgets, folder.get("train_subset"))
         swept = {b: recs for b, recs in budgets.items() if b != "{}"}
+        for r in budgets.get("{}", []):  # runs of an earlier rule: a swept setting now
+            if r not in mine:
+                swept.setdefault(budget_key(chosen(r["config"])), []).append(r)
         if not mine or not swept:
             continue
         best = max(swept, key=lambda b: val(swept[b]))
@@ -336,6 +352,8 @@ def main() -> None:
     ap.add_argument("protocol", help="a name in benchmarks/protocols/ (quick, medium, small-data, folder, speed)")
     ap.add_argument("--only", nargs="*", default=None, help="these runs (or bench entries) only")
     ap.add_argument("--seeds", nargs="*", type=int, default=None, help="override the protocol's seeds")
+    ap.add_argument("--budgets", nargs="*", type=parse_budget, default=None,
+                    help="of a sweep, these budgets only: 'rule' (no budget flags) or k=v,k=v (epochs=20,batch_size=8)")
     ap.add_argument("--device", default="cpu", help="cpu (the protocols' machine) | cuda | auto")
     ap.add_argument("--out", type=Path, default=None, help="JSON lines file [default: results/PROTOCOL-MACHINE-DATE]")
     ap.add_argument("--resume", action="store_true",

@@ -156,3 +156,5 @@ def test_a_sweeps_run_of_the_rule_counts_as_the_setting_it_chose(monkeypatch, tm
     assert protocol.rule_runs({"{}": [old], protocol.budget_key(today): [swept]}, 2000) == [swept]
     assert protocol.rule_runs({"{}": [old, rule_run]}, 2000) == [rule_run]
     assert protocol.rule_runs({"{}": [old]}, 2000) == [old]  # nothing of today's rule measured: as recorded
+    assert protocol.parse_budget("rule") == {} and protocol.parse_budget("epochs=20,batch_size=8") == {
+        "epochs": 20, "batch_size": 8}
