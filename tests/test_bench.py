@@ -158,3 +158,24 @@ def test_a_sweeps_run_of_the_rule_counts_as_the_setting_it_chose(monkeypatch, tm
     assert protocol.rule_runs({"{}": [old]}, 2000) == [old]  # nothing of today's rule measured: as recorded
     assert protocol.parse_budget("rule") == {} and protocol.parse_budget("epochs=20,batch_size=8") == {
         "epochs": 20, "batch_size": 8}
+
+
+def test_the_sweep_report_sets_the_rule_against_the_best_setting(monkeypatch, tmp_path: Path):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    import protocol
+
+    def record(budget: dict, config: dict, val: float, seconds: float) -> dict:
+        return {"name": "asge-2000", "seed": 0, "budget": budget, "config": config, "val_accuracy_best": val,
+                "wall_seconds": seconds, "machine": "here", "commit": "abc", "date": "2026-01-01"}
+
+    today = protocol.rule_for(2000)
+    records = [record({}, {"batch_size": 16, "epochs": 24}, 0.90, 100),  # an earlier rule's run: a swept setting
+               record({}, today, 0.85, 300), record({"batch_size": 128, "epochs": 10}, {}, 0.80, 50)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    spec = {"folders": {"f": {"train_subset": 2000}}, "runs": {"asge-2000": {"folder": "f"}}}
+    (row,) = protocol.sweep_report([path], spec)[2:]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[1:5] == [f"batch {today['batch_size']}, {today['epochs']} epochs", "85.0", "300",
+                          "batch_size 16, epochs 24 (of 2)"]
+    assert cells[5:9] == ["90.0", "100", "+5.0", "3.00"]
