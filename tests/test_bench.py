@@ -177,5 +177,8 @@ def test_the_sweep_report_sets_the_rule_against_the_best_setting(monkeypatch, tm
     (row,) = protocol.sweep_report([path], spec)[2:]
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[1:5] == [f"batch {today['batch_size']}, {today['epochs']} epochs", "85.0", "300",
-                          "batch_size 16, epochs 24 (of 2)"]
-    assert cells[5:9] == ["90.0", "100", "+5.0", "3.00"]
+                          "batch_size 16, epochs 24 (of 3)"]
+    assert cells[5:10] == ["90.0", "100", "+5.0", "3.00", "1 / 1"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records[1:]))  # the defaults beat every swept setting
+    cells = [c.strip() for c in protocol.sweep_report([path], spec)[2].split("|")[1:-1]]
+    assert cells[4:9] == ["the defaults (of 2)", "85.0", "300", "+0.0", "1.00"]
