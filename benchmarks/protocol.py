@@ -286,7 +286,7 @@ def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
         c = mine[-1]["config"]
         same = " (that swept run)" if mine[-1].get("budget") else ""  # the rule chooses a swept setting
         out.append(f"| {run} | batch {c['batch_size']}, {c['epochs']} epochs{same} | {val(mine):.1f} | "
-                   f"{wall(mine):.0f} | {b} (of {len(swept) + 1}) | {val(top):.1f} | {wall(top):.0f} | "
+                   f"{wall(mine):.0f} | {b} (of {len(swept) + (not same)}) | {val(top):.1f} | {wall(top):.0f} | "
                    f"{val(top) - val(mine):+.1f} | {wall(mine) / wall(top):.2f} | {len(mine)} / {len(top)} | "
                    f"{mine[-1]['machine']} | {mine[-1]['commit']} | {mine[-1]['date']} |")
     return out
