@@ -7,8 +7,8 @@ sees at least IMAGE_BUDGET training images (within MIN_EPOCHS and MAX_EPOCHS epo
 epochs x batch size on 500 and 2,000 images the number of passes decided, not the number of steps: 100
 epochs was the best setting at every batch size, and 24 epochs of batch 16 (3,000 steps) stayed 2-4 points
 below 100 epochs of batch 64 (3,100 steps). At 10,000 images 200,000 images seen (20 epochs) left ASGE 3.1
-points below 60 epochs, hence 500,000. The measurements are in docs/results.md ("Batch size and training
-length").
+points below 50 epochs (3 seeds) and backprop 2.6, hence 500,000. The measurements are in docs/results.md
+("Batch size and training length").
 """
 
 from __future__ import annotations
