@@ -115,12 +115,12 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
     done = recorded(name, out) if args.resume else set()
     for run in args.only or list(runs):
         images = spec.get("folders", {}).get(runs[run].get("folder"), {}).get("train_subset")
+        swept = images and ("budgets" in spec or "budgets" in runs[run])  # a sweep whose rule knows its data
         for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
             if args.budgets is not None and budget not in args.budgets:
                 continue
             # a run with no budget flags under today's rule: done where the setting it would choose is recorded
-            swept = "budgets" in spec or "budgets" in runs[run]
-            key = budget_key(rule_for(images) if not budget and swept and images else budget)
+            key = budget_key(rule_for(images) if swept and not budget else budget)
             for seed in seeds:
                 if (run, key, seed) in done:
                     logging.info("%s %s seed %d: already recorded on this machine, skipped", run, budget or "", seed)
