@@ -170,13 +170,22 @@ def budget_key(budget: dict | None) -> str:
     return json.dumps(budget or {}, sort_keys=True)
 
 
+def parse_pairs(pairs: list[str]) -> dict[str, object]:
+    """'key=value' strings -> overrides, values read as YAML except YAML 1.1's off/on/no/yes, kept as words."""
+    out = {}
+    for pair in pairs:
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw)
+        out[key] = raw if isinstance(value, bool) and raw.lower() not in ("true", "false") else value
+    return out
+
+
 def parse_budget(text: str) -> dict:
-    """A budget given on the command line: 'rule' is {} (no budget flags), else k=v pairs, the values as YAML reads
-    them."""
+    """A budget given on the command line: 'rule' is {} (no budget flags), else k=v pairs (`parse_pairs`)."""
     if text == "rule":
         return {}
     try:
-        return {k: yaml.safe_load(v) for k, v in (pair.split("=", 1) for pair in text.split(","))}
+        return parse_pairs(text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"a budget is 'rule' or k=v,k=v, got {text!r}") from None
 
@@ -272,8 +281,8 @@ def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
     for run, budgets in groups.items():
         folder = spec.get("folders", {}).get(spec.get("runs", {}).get(run, {}).get("folder"), {})
         mine = rule_runs(budgets, folder.get("train_subset"))
-        swept = {b: recs for b, recs in budgets.items() if b != "{}"}
-        for r in budgets.get("{}", []):  # runs of an earlier rule: a swept setting now
+        swept = {b: recs for b, recs in budgets.items() if b != budget_key(None)}
+        for r in budgets.get(budget_key(None), []):  # runs of an earlier rule: a swept setting now
             if r not in mine:
                 swept.setdefault(budget_key(chosen(r["config"])), []).append(r)
         if not mine or not swept:

@@ -22,25 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-from protocol import emit, load, machine
+from protocol import emit, load, machine, parse_pairs
 
 from ffvision.config import TrainConfig, apply_overrides
 from ffvision.data import build_splits
 from ffvision.methods import create_method, method_kwargs
 from ffvision.train.run import seed_everything
 from ffvision.train.trainer import Trainer
-
-
-def parse_pairs(pairs: list[str]) -> dict[str, object]:
-    """'key=value' strings -> overrides, values read as YAML except YAML 1.1's off/on/no/yes, kept as words."""
-    out = {}
-    for pair in pairs:
-        key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw)
-        out[key] = raw if isinstance(value, bool) and raw.lower() not in ("true", "false") else value
-    return out
-
 
 QUICK = {**load("quick")["common"], "model": "vgg8", "width_mult": 0.25}  # the quick protocol's budget, ASGE's net
 
