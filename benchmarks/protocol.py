@@ -113,6 +113,10 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
         folders[key] = str(root)
     seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
     done = recorded(name, out) if args.resume else set()
+    if spec.get("fresh_process") and len(args.only or runs) * len(seeds) > 1:
+        each_in_its_process(name, [(r, s) for r in args.only or runs for s in seeds
+                                   if (r, budget_key(None), s) not in done], args, out)
+        return
     for run in args.only or list(runs):
         images = spec.get("folders", {}).get(runs[run].get("folder"), {}).get("train_subset")
         swept = images and ("budgets" in spec or "budgets" in runs[run])  # a sweep whose rule knows its data
@@ -146,7 +150,32 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
                       **{k: s.get(k) for k in ("method", "test_accuracy", "strategy", "test_accuracy_by_strategy",
                                                "val_accuracy_best", "best_epoch", "train_images_per_second",
                                                "train_seconds", "trainable_parameters", "early_exit")},
+                      **(resident_by_epoch(run_dir) if spec.get("report") == "soak" else {}),
                       "config": s["config"]}, out)
+
+
+def each_in_its_process(name: str, todo: list[tuple[str, int]], args: argparse.Namespace, out: Path) -> None:
+    """Each (run, seed) in a fresh `protocol.py NAME --only RUN --seeds SEED`, --parallel at a time (a run's
+    memory is then its own)."""
+    waiting, running = list(todo), []
+    while waiting or running:
+        while waiting and len(running) < args.parallel:
+            run, seed = waiting.pop(0)
+            cmd = [sys.executable, __file__, name, "--only", run, "--seeds", str(seed), "--out", str(out),
+                   "--device", args.device, "--runs-dir", args.runs_dir]
+            logging.info("starting %s", shlex.join(cmd))
+            running.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
+        time.sleep(1)
+        for p in [p for p in running if p.poll() is not None]:
+            running.remove(p)
+            if p.returncode:
+                logging.warning("%s ended with status %d", shlex.join(p.args), p.returncode)
+
+
+def resident_by_epoch(run_dir: Path) -> dict:
+    """The run's resident memory (MiB) after each epoch, from its metrics.jsonl."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {"resident_mib_by_epoch": [json.loads(x).get("resident_mib") for x in lines]}
 
 
 def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> None:
@@ -301,6 +330,21 @@ def sweep_report(paths: list[Path], spec: dict | None = None) -> list[str]:
     return out
 
 
+def soak_report(paths: list[Path], spec: dict) -> list[str]:
+    """Markdown rows of the soak protocol: per run, resident memory after the reference epoch and after the last,
+    the growth between them (the target: under 2%), and the epoch of the largest resident set."""
+    since = spec.get("since_epoch", 5)
+    out = [f"| run | epochs | resident after epoch {since} (MiB) | after the last (MiB) | growth | largest at epoch | "
+           "test accuracy | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in latest_records(paths).items():
+        rss = r["resident_mib_by_epoch"]
+        ref, last = rss[since - 1], rss[-1]
+        peak = max(range(len(rss)), key=rss.__getitem__) + 1
+        out.append(f"| {name} | {len(rss)} | {ref:,.0f} | {last:,.0f} | {100 * (last - ref) / ref:+.1f}% | {peak} | "
+                   f"{100 * r['test_accuracy']:.2f} | {r['machine']} | {r['commit']} | {r['date']} |")
+    return out
+
+
 def latest_records(paths: list[Path]) -> dict[str, dict]:
     """The last record of each entry name in these JSON lines files."""
     latest: dict[str, dict] = {}
@@ -369,14 +413,16 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="skip the (run, budget, seed) already recorded on this machine (a run cut short goes on)")
     ap.add_argument("--runs-dir", default="runs/protocols", help="where the runs train")
+    ap.add_argument("--parallel", type=int, default=1,
+                    help="runs at a time, of a protocol that trains each run in its own process (soak)")
     ap.add_argument("--report", nargs="*", type=Path, default=None, help="print the markdown table of these records")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the runs' progress
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        if spec.get("report") == "sweep":
-            print("\n".join(sweep_report(paths, spec)))
+        if spec.get("report") in ("sweep", "soak"):
+            print("\n".join({"sweep": sweep_report, "soak": soak_report}[spec["report"]](paths, spec)))
             return
         kind = {"batch-sweep": batch_sweep_report}.get(spec.get("report"), bench_report if "bench" in spec else report)
         print("\n".join(kind(paths)))

@@ -41,10 +41,10 @@ from ffvision.errors import ConfigError
 
 
 def _rss_bytes() -> int:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return pages * resource.getpagesize()
+    """Current resident set size of this process (0 where it cannot be read)."""
+    from ffvision.train.devices import resident_bytes
+
+    return resident_bytes() or 0
 
 
 # bench rows that are backprop with a memory-saving variant (Backprop's memory_saving option)

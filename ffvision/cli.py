@@ -1,8 +1,9 @@
 """Command line: ffvision train | eval | predict | cam | labels | bench | diagnose | list.
 
 Errors caused by the user (bad option, missing data, damaged checkpoint...) print one line
-and exit with status 2 (3 for a diverged run; after Ctrl-C, SIGTERM or SIGUSR1, which save last.pt, 128 + the
-signal's number: 130, 143, 138); bugs keep their traceback.
+and exit with status 2 (3 for a diverged run; 74 when a run file cannot be written on a full or read-only disk;
+after Ctrl-C, SIGTERM or SIGUSR1, which save last.pt, 128 + the signal's number: 130, 143, 138); bugs keep their
+traceback. Output to a reader that goes away (`| head`) ends quietly, with status 0.
 """
 
 from __future__ import annotations
@@ -152,8 +153,23 @@ class _ConsoleHandler(logging.Handler):
             else:
                 sys.stdout.write(msg + "\n")
             sys.stdout.flush()
+        except BrokenPipeError:  # `| head` has read enough: the run goes on, its train.log keeps every line
+            stdout_closed()
         except Exception:  # noqa: BLE001 - logging must never stop a run
             self.handleError(record)
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (`| head`, `| grep -q`): send what is left to /dev/null, so that neither
+    a later print nor Python's flush at exit fails."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (an embedding program's stream)
+        pass
 
 
 def configure_logging(verbosity: int) -> None:
@@ -334,7 +350,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train(TrainConfig(), resume=args.resume, overrides=given, show_progress=progress)
     else:
         summary = train(_train_config(args, given), show_progress=progress)
-    if args.verbosity < 0:  # quiet: the result is still the command's output
+    if args.verbosity < 0 and not summary.get("dry_run"):  # quiet: the result is still the command's output
         from ffvision.train.run import format_report
 
         print("\n".join(format_report(summary)))
@@ -613,6 +629,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ffvision: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output's reader has all it wanted: not a failure
+        stdout_closed()
+        return 0
 
 
 if __name__ == "__main__":

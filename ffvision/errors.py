@@ -27,6 +27,16 @@ class CheckpointError(FFVisionError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
+class StorageError(FFVisionError):
+    """A run file could not be written (a full, read-only or unwritable disk); every earlier file is intact.
+
+    Exit status 74, sysexits.h's EX_IOERR: a scheduler can tell a storage fault (requeue once there is space)
+    from a bad option (2).
+    """
+
+    exit_code = 74
+
+
 class TrainingDiverged(FFVisionError):
     """The loss became NaN or infinite; training stopped and the best checkpoint was kept."""
 

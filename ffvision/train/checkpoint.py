@@ -7,7 +7,7 @@ resumed exactly and a model can be rebuilt without knowing how it was trained.
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +15,49 @@ import torch
 
 from ffvision import __version__
 from ffvision.errors import CheckpointError, ConfigError
-from ffvision.io import read_torch_file
+from ffvision.io import read_torch_file, write_atomic
 
 FORMAT = "ffvision-checkpoint-v1"
+LAST, PREVIOUS = "last.pt", "previous.pt"  # the newest checkpoint of a run, and the one before it
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"format": FORMAT, "version": __version__, **payload}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old or the new file, never half
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def save_checkpoint(path: Path, payload: dict[str, Any], keep_previous: str | None = None) -> None:
+    """Serialise in memory, then write atomically (io.write_atomic: StorageError on a full or read-only disk,
+    leaving the file it would replace intact); keep_previous names the file that keeps the replaced one."""
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "version": __version__, **payload}, buf)
+    write_atomic(path, buf.getbuffer(), keep_previous)
+
+
+def load_resumable(run_dir: Path) -> tuple[Path, dict[str, Any], str | None]:
+    """The newest checkpoint of a run that loads: (its path, it, None) from last.pt, else (previous.pt's path, it,
+    why last.pt could not be read); CheckpointError when neither loads."""
+    errors = []
+    for name in (LAST, PREVIOUS):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:
+            return path, load_checkpoint(path), errors[0] if errors else None
+        except CheckpointError as e:
+            errors.append(str(e))
+    if errors:
+        raise CheckpointError(f"no good checkpoint left in {run_dir}: {'; '.join(errors)}")
+    raise CheckpointError(f"checkpoint {Path(run_dir) / LAST} not found")
+
+
+def set_aside_damaged(run_dir: Path) -> Path:
+    """Rename a run's unreadable last.pt to last.pt.damaged, so that no later save keeps it as previous.pt."""
+    damaged = Path(run_dir) / LAST
+    aside = damaged.with_name(LAST + ".damaged")
+    if damaged.is_file():
+        damaged.replace(aside)
+    return aside
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run directory holds a checkpoint to resume (last.pt, or previous.pt where last.pt is gone)."""
+    return any((Path(run_dir) / name).is_file() for name in (LAST, PREVIOUS))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -40,3 +42,12 @@ def batch_to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
 
 
 __all__ = ["batch_to_device", "cpu_has_native_bf16", "resolve_device"]
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory now, from /proc/self/statm (None where there is no /proc)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -13,7 +13,7 @@ import torch
 from ffvision.errors import TrainingDiverged
 from ffvision.train import distributed as dist
 from ffvision.train.callbacks import Callback, Trainer
-from ffvision.train.checkpoint import save_checkpoint
+from ffvision.train.checkpoint import LAST, PREVIOUS, save_checkpoint
 from ffvision.train.schedule import scheduler_states
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class DivergenceGuard(Callback):
             state = {**trainer.state(), **good}  # the run's checkpoint as it was at the last finite state
             if self.is_main:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(self.run_dir / "last.pt", state)
+                save_checkpoint(self.run_dir / LAST, state, PREVIOUS)
             msg += (f"; {self.run_dir / 'last.pt'} holds the last good state (epoch {self.good['epoch'] + 1} "
                     f"step {self.good['step_in_epoch']})")
         best = self.run_dir / "best.pt" if self.run_dir else None

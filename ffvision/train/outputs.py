@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from ffvision.errors import ConfigError
+from ffvision.io import storage_error, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +23,12 @@ class RunLog:
         self._tb: Any = None if tensorboard else False
 
     def rewrite(self, history: list[dict[str, Any]]) -> None:
-        """metrics.jsonl = this history (drops epochs after a resumed checkpoint's)."""
-        with open(self.run_dir / "metrics.jsonl", "w") as fh:
-            for rec in history:
-                fh.write(json.dumps(rec) + "\n")
+        """metrics.jsonl = this history, written atomically (a resumed run drops the epochs after its checkpoint)."""
+        write_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in history).encode())
 
-    def append(self, record: dict[str, Any]) -> None:
-        """One epoch's record to metrics.jsonl and, with --tensorboard, TensorBoard."""
-        with open(self.run_dir / "metrics.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+    def append(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """One epoch's record (the last of `history`) to metrics.jsonl and, with --tensorboard, TensorBoard."""
+        self.rewrite(history)  # whole, so a full disk never leaves half a line
         if self._tb is False:
             return
         if self._tb is None:  # the package's presence was checked before the run started (check_tensorboard)
@@ -64,12 +63,37 @@ def check_tensorboard(wanted: bool) -> None:
                           "(or pip install 'ffvision[tensorboard]')")
 
 
+class _LogFile(logging.FileHandler):
+    """A FileHandler that, when its disk fills up or goes read-only, says so once and stops (the run goes on:
+    its checkpoints say whether the disk can still take them)."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the record unless writing has failed before."""
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A storage fault: one warning on the other handlers; anything else as logging reports it."""
+        e = sys.exc_info()[1]
+        if not isinstance(e, OSError):
+            super().handleError(record)
+            return
+        self.failed = True
+        log.warning("%s; train.log stops here, the run goes on", storage_error(Path(self.baseFilename),
+                                                                              len(self.format(record)), e))
+
+
 class RunLogFile:
     """RUN_DIR/train.log: every record of the `ffvision` logger during a run, with times (appended on resume)."""
 
     def __init__(self, run_dir: Path, append: bool = False) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.handler = logging.FileHandler(run_dir / "train.log", mode="a" if append else "w")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.handler = _LogFile(run_dir / "train.log", mode="a" if append else "w")
+        except OSError as e:
+            raise storage_error(run_dir / "train.log", 0, e) from None
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         self.logger = logging.getLogger("ffvision")
         self.logger.addHandler(self.handler)
@@ -77,7 +101,10 @@ class RunLogFile:
     def close(self) -> None:
         """Detach and close the file."""
         self.logger.removeHandler(self.handler)
-        self.handler.close()
+        try:
+            self.handler.close()
+        except OSError:  # the last buffered line on a full disk: already said
+            pass
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:

@@ -20,6 +20,7 @@ from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.data.datasets import DataSplits
 from ffvision.errors import ConfigError, ImageTooSmall
+from ffvision.io import write_atomic
 from ffvision.methods import (
     LocalMethod,
     create_method,
@@ -29,7 +30,15 @@ from ffvision.methods import (
 )
 from ffvision.train.budget import default_batch_size, default_epochs
 from ffvision.train.callbacks import Callback
-from ffvision.train.checkpoint import load_checkpoint, load_method_state
+from ffvision.train.checkpoint import (
+    LAST,
+    PREVIOUS,
+    has_checkpoint,
+    load_checkpoint,
+    load_method_state,
+    load_resumable,
+    set_aside_damaged,
+)
 from ffvision.train.devices import cpu_has_native_bf16
 from ffvision.train.distributed import (
     DistInfo,
@@ -58,14 +67,14 @@ def seed_everything(seed: int) -> None:
 
 FROM_DATA = ("batch_size", "epochs")  # chosen from the training set when not given (sized_for_data)
 
-RUN_FILES = ("last.pt", "best.pt", "summary.json", "metrics.jsonl", "curves.png")
+RUN_FILES = (LAST, PREVIOUS, "best.pt", "summary.json", "metrics.jsonl", "curves.png")
 
 
 def check_run_dir(run_dir: Path, force: bool = False) -> None:
     """ConfigError unless run_dir can hold a new run: not a file; no run's files in it unless `force`."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a folder; choose another --out")
-    if (run_dir / "last.pt").exists() and not force:
+    if has_checkpoint(run_dir) and not force:
         raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, choose another "
                           "--out, or pass --force to start over in it")
     found = [f for f in RUN_FILES if (run_dir / f).exists()]
@@ -79,17 +88,57 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """Config and checkpoint of a run to resume; only RESUMABLE keys may be overridden."""
-    ckpt = load_checkpoint(run_dir / "last.pt")
-    cfg = apply_overrides(TrainConfig(), ckpt["config"], source=f"{run_dir}/last.pt config")
+@dataclasses.dataclass
+class Resumed:
+    """What a resumed run continues from: the checkpoint (previous.pt when last.pt was damaged) and the settings
+    the resume changed."""
+
+    checkpoint: Path
+    ckpt: dict[str, Any]
+    changed: dict[str, tuple[Any, Any]]  # option -> (as saved, now)
+    damaged: str | None = None  # why last.pt could not be read, when the run fell back to previous.pt
+
+    def record(self) -> dict[str, Any]:
+        """summary.json's (and the checkpoint's) record of this resume."""
+        c = self.ckpt
+        return {"run_dir": str(self.checkpoint.parent), "checkpoint": str(self.checkpoint), "epoch": c["epoch"] + 1,
+                "step": c["step_in_epoch"], "steps_per_epoch": c.get("steps_per_epoch"),
+                "images_seen": c["images_seen"], "train_seconds": round(c["train_seconds"], 1),
+                "changed": {k: list(v) for k, v in self.changed.items()}, "damaged": self.damaged,
+                "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def lines(self) -> list[str]:
+        """The resumed run's first lines: what it continues, from where, and what changed."""
+        r = self.record()
+        of = f" of {r['steps_per_epoch']}" if r["steps_per_epoch"] else ""
+        where = f"epoch {r['epoch']} step {r['step']}{of}" if r["step"] else f"the start of epoch {r['epoch']}"
+        changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in self.changed.items()) or "none"
+        return [f"resuming {r['run_dir']} from {self.checkpoint.name} at {where} ({r['images_seen']:,} images seen, "
+                f"{_duration(r['train_seconds'])} of training)", f"settings changed on resume: {changed}"]
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as '1 h 02 min', '3 min 05 s' or '12 s'."""
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, Resumed]:
+    """Config and checkpoint of a run to resume (last.pt, else previous.pt); only RESUMABLE keys may change."""
+    path, ckpt, damaged = load_resumable(run_dir)
+    cfg = apply_overrides(TrainConfig(), ckpt["config"], source=f"{path} config")
     saved = used_config(cfg)
     changed = sorted(k for k, v in overrides.items() if k not in RESUMABLE and saved.get(k) != v)
     if changed:
         raise ConfigError(f"cannot change {', '.join(changed)} when resuming {run_dir}; "
                           f"only {', '.join(sorted(RESUMABLE))} may change")
     cfg = apply_overrides(cfg, {k: v for k, v in overrides.items() if k in RESUMABLE})
-    return dataclasses.replace(cfg, out=str(run_dir)), ckpt
+    now = used_config(cfg)
+    differ = {k: (saved.get(k), now.get(k)) for k in sorted(RESUMABLE) if k in overrides and saved.get(k) != now.get(k)
+              and k not in ("out", "force", "dry_run")}
+    return dataclasses.replace(cfg, out=str(run_dir)), Resumed(path, ckpt, differ, damaged)
 
 
 def auto_resume(cfg: TrainConfig, overrides: dict[str, Any] | None
@@ -99,7 +148,7 @@ def auto_resume(cfg: TrainConfig, overrides: dict[str, Any] | None
     that never saved a checkpoint left there."""
     if not cfg.out:
         raise ConfigError("--resume auto needs --out: the run directory to continue, or to start the run in")
-    if broadcast_object((Path(cfg.out) / "last.pt").is_file()):  # rank 0 looks; every rank does the same
+    if broadcast_object(has_checkpoint(Path(cfg.out))):  # rank 0 looks; every rank does the same
         wanted = {k: v for k, v in used_config(checked(cfg)).items()
                   if k != "out" and not (k in FROM_DATA and v is None)}  # chosen from the data: as saved
         return cfg, cfg.out, {**wanted, **(overrides or {})}
@@ -132,28 +181,35 @@ def _checked_train(cfg: TrainConfig, resume: str | Path | None, overrides: dict[
     """`train` in the process group: the config checked, the run directory opened, then `_train`."""
     if resume == "auto":
         cfg, resume, overrides = auto_resume(cfg, overrides)
-    ckpt = None
+    resumed = None
     if resume is not None:
-        cfg, ckpt = resume_config(Path(resume), overrides or {})
+        cfg, resumed = resume_config(Path(resume), overrides or {})
     cfg = checked(cfg)
     check_model_options(cfg)
-    if ckpt is None and not cfg.dry_run and cfg.out:
+    if resumed is None and not cfg.dry_run and cfg.out:
         check_run_dir(Path(cfg.out), cfg.force)  # before any work
     check_tensorboard(cfg.tensorboard and not cfg.dry_run)
     run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
-    log_file = RunLogFile(run_dir, append=ckpt is not None) if run_dir is not None and info.is_main else None
+    log_file = RunLogFile(run_dir, append=resumed is not None) if run_dir is not None and info.is_main else None
+    if resumed is not None and info.is_main:  # the resumed run's first lines, on the terminal and in train.log
+        if resumed.damaged:
+            aside = set_aside_damaged(resumed.checkpoint.parent)
+            log.warning("%s; resuming from the checkpoint before it, %s (the damaged file is kept as %s)",
+                        resumed.damaged, resumed.checkpoint, aside.name)
+        for line in resumed.lines():
+            log.info(line)
     was = kernels.enabled()
     kernels.set_enabled(cfg.kernels == "on")
     try:
-        return _train(cfg, ckpt, run_dir, info, callbacks, show_progress)
+        return _train(cfg, resumed, run_dir, info, callbacks, show_progress)
     finally:
         kernels.set_enabled(was)
         if log_file is not None:
             log_file.close()
 
 
-def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, info: DistInfo,
+def _train(cfg: TrainConfig, resumed: Resumed | None, run_dir: Path | None, info: DistInfo,
            callbacks: list[Callback | Callable[[Trainer], None]] | None, show_progress: bool | None) -> dict[str, Any]:
     """The body of `train` once the config is checked: data, method, trainer, fit and the test."""
     seed_everything(cfg.seed)  # identical initial weights on every rank
@@ -184,8 +240,9 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
         if amp and trainer.device.type == "cpu" and not cpu_has_native_bf16():
             log.warning("this CPU has no native bf16 (avx512_bf16 or AMX), so bf16 autocast is emulated here and "
                         "far slower than float32; --amp auto (or off) trains in float32")
-    if ckpt is not None:
-        trainer.load_state(ckpt)
+    if resumed is not None:
+        trainer.load_state(resumed.ckpt)
+        trainer.resumes.append(resumed.record())
     trainer.fit(data.train, data.val)
     if cfg.dry_run:
         test = trainer.evaluate(data.test, "test", max_batches=1)
@@ -220,10 +277,11 @@ def _train(cfg: TrainConfig, ckpt: dict[str, Any] | None, run_dir: Path | None, 
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
         "channels_last": trainer.channels_last,
+        "resumed": trainer.resumes,
         "config": used_config(cfg),
     }
     if info.is_main:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_atomic(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
         log.info("\n".join(format_report(summary)))
         log.info("run directory: %s", run_dir)
     return summary

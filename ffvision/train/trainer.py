@@ -20,13 +20,13 @@ from tqdm import tqdm
 
 from ffvision.config import TrainConfig
 from ffvision.core.metrics import Counts
-from ffvision.errors import ConfigError, TrainingInterrupted
+from ffvision.errors import ConfigError, StorageError, TrainingInterrupted
 from ffvision.methods import used_config
 from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 from ffvision.train.callbacks import Callback, run_callbacks
-from ffvision.train.checkpoint import load_method_state, save_checkpoint
-from ffvision.train.devices import batch_to_device
+from ffvision.train.checkpoint import LAST, PREVIOUS, load_method_state, save_checkpoint
+from ffvision.train.devices import batch_to_device, resident_bytes
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
 from ffvision.train.outputs import StopSignals
@@ -79,6 +79,8 @@ class Trainer:
         self._stop = False
         self.stop_exit_code = 130
         self._pending_sched: dict[str, Any] | None = None
+        self.saved: tuple[int, int] | None = None  # (epoch, step in it) of the newest last.pt this run can resume
+        self.resumes: list[dict[str, Any]] = []  # one record per time this run was resumed (summary.json)
         self._pending_rng: Any = None
         # the loop's state between hooks
         self.steps_per_epoch = 0
@@ -101,10 +103,11 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in self.method.optimizers.items()},
             "schedulers": scheduler_states(self.schedulers),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "steps_per_epoch": self.steps_per_epoch,
             "best": self.best, "history": self.history,
             "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
-            "first_loss": self.guard.first_loss, "warnings": list(self.guard.warnings),
+            "first_loss": self.guard.first_loss, "warnings": list(self.guard.warnings), "resumes": self.resumes,
             "rng": dist.gather_objects(rng_state()),  # one state per rank (a collective)
         }
 
@@ -120,17 +123,38 @@ class Trainer:
         self.epoch_seen = ckpt["epoch_seen"]
         self.train_seconds, self.images_seen = ckpt["train_seconds"], ckpt["images_seen"]
         self.guard.first_loss, self.guard.warnings = ckpt.get("first_loss"), list(ckpt.get("warnings", []))
+        self.resumes = list(ckpt.get("resumes", []))
+        self.saved = (self.epoch, self.step_in_epoch)
         states = ckpt["rng"]
         self._pending_rng = states[self.dist.rank] if len(states) == self.dist.world_size else states[0]
 
     def save(self, name: str) -> None:
-        """Write RUN_DIR/name atomically from rank 0 (every rank calls it; nothing in a dry run)."""
-        if self.run_dir is not None and not self.cfg.dry_run:
-            state = self.state()
-            if self.dist.is_main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                save_checkpoint(self.run_dir / name, state)
-            dist.barrier()
+        """Write RUN_DIR/name atomically from rank 0 (every rank calls it; nothing in a dry run); last.pt keeps the
+        one before it as previous.pt. A disk that cannot take it stops every rank with a StorageError (the hook that
+        called this adds what is intact)."""
+        if self.run_dir is None or self.cfg.dry_run:
+            return
+        state = self.state()
+        failed: StorageError | None = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                save_checkpoint(self.run_dir / name, state, PREVIOUS if name == LAST else None)
+            except StorageError as e:
+                failed = e
+        if dist.any_rank(failed is not None, self.device):  # also the barrier: every rank waits for the file
+            raise failed or StorageError(f"rank 0 could not write {self.run_dir / name}")
+        if name == LAST:
+            self.saved = (self.epoch, self.step_in_epoch)
+
+    def intact(self) -> str:
+        """What a run stopped by a storage fault still has, and how to continue it."""
+        if self.saved is None:
+            return f"no {LAST} of this run was written yet: nothing to resume"
+        epoch, step = self.saved
+        where = f"epoch {epoch + 1} step {step}" if step else f"the end of epoch {epoch}"
+        return (f"{self.run_dir / LAST} (at {where}) and every earlier file are intact; free space, then continue "
+                f"with: ffvision train --resume {self.run_dir}")
 
     def request_stop(self, exit_code: int = 130) -> None:
         """Stop after the current step, save last.pt and raise TrainingInterrupted (with this exit status)."""
@@ -222,6 +246,7 @@ class Trainer:
             "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
             "train_seconds_total": self.train_seconds,
             "train_images_per_second": self.images_seen / max(self.train_seconds, 1e-9),
+            "resident_mib": round(rss / 2**20, 1) if (rss := resident_bytes()) is not None else None,  # this process's
         }
         self.history.append(record)
         self.epoch += 1
@@ -233,9 +258,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop's parts
     def _call(self, hook: str, *args: Any) -> None:
-        """Call one hook of every callback, in order."""
+        """Call one hook of every callback, in order (a run file a callback cannot write says what is intact)."""
         for cb in self.callbacks:
-            getattr(cb, hook)(self, *args)
+            try:
+                getattr(cb, hook)(self, *args)
+            except StorageError as e:
+                raise StorageError(f"{e}; {self.intact()}") from None
 
     def _start_schedules(self) -> None:
         """Schedulers for this run's length (a resumed run's restored), then a resumed run's RNG state."""

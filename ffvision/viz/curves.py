@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ffvision.io import write_atomic  # noqa: E402
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
@@ -33,7 +36,7 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, buf.getbuffer())
