@@ -382,6 +382,8 @@ def _train_config(args: argparse.Namespace, given: dict[str, Any]) -> TrainConfi
                 print(f"--method {method} with recipe {path.stem}: its options for {recipe['method']} are not "
                       f"used ({', '.join(dropped)})", file=sys.stderr)
             recipe = kept
+        if "time_budget" in given and "epochs" not in given:  # the budget replaces the recipe's length
+            recipe.pop("epochs", None)
         cfg = apply_overrides(cfg, recipe, source=str(path))
     return apply_overrides(cfg, given, source="command line")  # a flag the method does not take is an error
 

@@ -57,6 +57,11 @@ class TrainConfig:
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough to see "
                                 "500,000 images: 10 for FashionMNIST's 50,000 images, up to 100 for fewer; "
                                 "docs/data.md)", ge=1, topic=TRAINING)
+    time_budget: str | None = option(None, "train for this much training time instead of a number of epochs: 90s, "
+                                     "10m or 1.5h. Validation and test are not counted (their times are reported); "
+                                     "the learning rate's warm-up counts steps and its cosine runs over the time; "
+                                     "the last epoch ends at the budget, part-way through, and the best validated "
+                                     "epoch is tested. Not with --epochs", topic=TRAINING)
     batch_size: int | None = option(None, "training batch size, global (default: from the training set's size: 128, "
                                     "smaller for a small set so that an epoch has enough steps; docs/data.md; "
                                     "`ffvision bench`: 128)", ge=1, topic=TRAINING)
@@ -205,9 +210,27 @@ def checkpoint_interval(text: str) -> tuple[int, float]:
     raise ConfigError(f"checkpoint_every must be a number of steps (500), of minutes (10m) or 0, got {text!r}")
 
 
+def duration_seconds(text: str) -> float:
+    """--time-budget as seconds: '90s' -> 90, '10m' -> 600, '1.5h' -> 5400 (more than zero)."""
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        seconds = float(t[:-1]) * units[t[-1]]
+    except (KeyError, ValueError, IndexError):
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigError(f"time_budget must be a duration above zero with its unit: 90s, 10m or 1.5h; got {text!r}")
+    return seconds
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """The checks that involve more than one option, or a format (each option's bounds are declared with it)."""
     checkpoint_interval(cfg.checkpoint_every)
+    if cfg.time_budget is not None:
+        duration_seconds(cfg.time_budget)
+        if cfg.epochs is not None:
+            raise ConfigError(f"--epochs {cfg.epochs} and --time-budget {cfg.time_budget} do not go together: a run "
+                              "ends after a number of epochs or after an amount of training time; give one")
     if cfg.micro_batches is not None and cfg.micro_batches > 1 and cfg.pipeline_devices:
         raise ConfigError("--micro-batches and --pipeline-devices do not go together: a pipeline trains its own "
                           "micro-batches (--pipeline-micro-batches), one update each")

@@ -78,13 +78,13 @@ class ProgressLog(Callback):
         now = time.perf_counter()
         if now - self.last > self.every_seconds:
             self.last = now
-            log.info("epoch %d/%d: step %d/%d, loss %.4f, train acc %.3f, %.0f img/s", trainer.epoch + 1,
-                     trainer.cfg.epochs, trainer.step_in_epoch, trainer.steps_per_epoch, loss, accuracy,
+            log.info("epoch %d/%s: step %d/%d, loss %.4f, train acc %.3f, %.0f img/s", trainer.epoch + 1,
+                     trainer.epochs_label, trainer.step_in_epoch, trainer.steps_per_epoch, loss, accuracy,
                      trainer.epoch_images / (now - self.start), extra={"beside_bar": not trainer.bar.disable})
 
     def on_validation_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         """The epoch's line."""
-        log.info(epoch_line(record, trainer.cfg.epochs))
+        log.info(epoch_line(record, trainer.epochs_label))
 
 
 class RunFiles(Callback):

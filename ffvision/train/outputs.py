@@ -107,7 +107,7 @@ class RunLogFile:
             pass
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
+def epoch_line(record: dict[str, Any], epochs: int | str) -> str:
     """The one line printed at the end of an epoch."""
     by = "  ".join(f"{k} {v:.4f}" for k, v in record["val_accuracy_by_strategy"].items())
     return (f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.4f}  train acc "

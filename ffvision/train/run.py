@@ -54,7 +54,7 @@ from ffvision.train.trainer import Trainer
 log = logging.getLogger(__name__)
 
 # Flags that may change when a run is resumed; anything else would make it a different run.
-RESUMABLE = {"epochs", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
+RESUMABLE = {"epochs", "time_budget", "device", "num_workers", "log_interval", "eval_batch_size", "dry_run", "download",
              "data_dir", "force", "tensorboard", "kernels", "checkpoint_every"}
 
 
@@ -262,9 +262,11 @@ def _train(cfg: TrainConfig, resumed: Resumed | None, run_dir: Path | None, info
         log.info("testing the best epoch (%d) on %s test images", trainer.best["epoch"], f"{len(data.test):,}")
     strategy = trainer.best.get("strategy", method.default_strategy)
     method.selected_strategy = strategy  # top-5 (counted in this pass) and predict follow the reported one
+    t0 = time.perf_counter()
     test = trainer.evaluate(data.test, "test")
+    test_seconds = time.perf_counter() - t0
     summary = {
-        "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs,
+        "method": cfg.method, "model": cfg.model, "dataset": data.name, "epochs": cfg.epochs or trainer.epoch,
         "num_train": len(data.train), "num_val": len(data.val), "num_test": len(data.test),
         "val_images_per_epoch": len(trainer.val_subset(data.val)),
         **report(method, test, strategy),
@@ -272,7 +274,9 @@ def _train(cfg: TrainConfig, resumed: Resumed | None, run_dir: Path | None, info
         "val_accuracy_best": trainer.best["val_accuracy"], "best_epoch": trainer.best["epoch"],
         "data": data.info(),
         "diverged": bool(trainer.warnings), "warnings": list(trainer.warnings),
-        "train_seconds": trainer.train_seconds,
+        "train_seconds": trainer.train_seconds, "val_seconds": trainer.val_seconds, "test_seconds": test_seconds,
+        "time_budget_seconds": trainer.budget, "images_seen": trainer.images_seen,
+        "epochs_reached": round(trainer.images_seen / max(1, len(data.train)), 3),
         "train_images_per_second": trainer.images_seen / max(trainer.train_seconds, 1e-9),
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
@@ -322,17 +326,17 @@ def sized_for_data(cfg: TrainConfig, train_images: int, processes: int = 1, note
     resolved: dict[str, int] = {}
     if cfg.batch_size is None:
         resolved["batch_size"] = default_batch_size(train_images, processes)
-    if cfg.epochs is None:
+    if cfg.epochs is None and cfg.time_budget is None:
         resolved["epochs"] = default_epochs(train_images)
     if not resolved:
         return cfg
     new = validate(dataclasses.replace(cfg, **resolved))
-    steps = math.ceil(train_images / new.batch_size) * new.epochs
     chosen = " and ".join(f"{k.replace('_', ' ')} {v}" for k, v in resolved.items())
     flags = " / ".join(f"--{k.replace('_', '-')}" for k in resolved)
+    steps = (f"{math.ceil(train_images / new.batch_size) * new.epochs:,} optimizer steps; " if new.epochs else
+             f"{math.ceil(train_images / new.batch_size):,} steps an epoch; ")
     if notes is not None:
-        notes.append(f"{chosen} from the {train_images:,} training images ({steps:,} optimizer steps; {flags} to "
-                     "choose)")
+        notes.append(f"{chosen} from the {train_images:,} training images ({steps}{flags} to choose)")
     return new
 
 
@@ -342,7 +346,7 @@ FEW_STEPS = 500  # optimizer steps below which a run warns that it is short
 def warn_few_steps(cfg: TrainConfig, train_images: int) -> None:
     """A warning, with the numbers and the flags, for a run of fewer than FEW_STEPS optimizer steps in all."""
     per_epoch = math.ceil(train_images / cfg.batch_size)
-    if not cfg.dry_run and per_epoch * cfg.epochs < FEW_STEPS:
+    if not cfg.dry_run and cfg.epochs is not None and per_epoch * cfg.epochs < FEW_STEPS:
         log.warning("a short run: %d optimizer steps in all (%d epochs x %d steps of batch %d over %s training "
                     "images); accuracy usually still rises past %d: raise --epochs or lower --batch-size",
                     per_epoch * cfg.epochs, cfg.epochs, per_epoch, cfg.batch_size, f"{train_images:,}", FEW_STEPS)

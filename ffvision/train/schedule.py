@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -23,19 +23,38 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class WarmupCosineOverTime:
+    """Multiplier for LambdaLR with a time budget: the warm-up over `warmup` steps, the cosine over the fraction of
+    the budget spent, which `progress()` reads (0 at the start, 1 at the budget)."""
+
+    def __init__(self, progress: Callable[[], float], warmup: int = 0, min_ratio: float = 0.01) -> None:
+        self.progress, self.warmup, self.min_ratio = progress, warmup, min_ratio
+
+    def __call__(self, t: int) -> float:
+        """lr factor at step t (0-based), at the fraction of the budget spent now."""
+        warm = min(1.0, (t + 1) / self.warmup) if self.warmup else 1.0
+        p = min(1.0, max(0.0, self.progress()))
+        return warm * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
 def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], cfg: Any, steps_per_epoch: int,
-                    existing: dict[str, torch.optim.lr_scheduler.LambdaLR] | None = None
-                    ) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
-    """One warm-up + cosine schedule per optimizer, over steps or epochs (a resumed run keeps its step
-    count and adopts the possibly longer schedule)."""
-    per = steps_per_epoch if cfg.scheduler_interval == "step" else 1
-    total, warmup = cfg.epochs * per, int(round(cfg.warmup_epochs * per))
+                    existing: dict[str, torch.optim.lr_scheduler.LambdaLR] | None = None,
+                    progress: Callable[[], float] | None = None) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    """One warm-up + cosine schedule per optimizer, over steps or epochs, or with `progress` (a time budget) over
+    the time spent, stepped every step (a resumed run keeps its step count and adopts the possibly longer
+    schedule)."""
+    if progress is not None:
+        warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+        schedule: Callable[[int], float] = WarmupCosineOverTime(progress, warmup, cfg.min_lr_ratio)
+    else:
+        per = steps_per_epoch if cfg.scheduler_interval == "step" else 1
+        schedule = WarmupCosine(cfg.epochs * per, int(round(cfg.warmup_epochs * per)), cfg.min_lr_ratio)
     out = dict(existing or {})
     for name, opt in optimizers.items():
         if name in out:
-            out[name].lr_lambdas = [WarmupCosine(total, warmup, cfg.min_lr_ratio)]
+            out[name].lr_lambdas = [schedule] * len(out[name].lr_lambdas)
         else:
-            out[name] = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(total, warmup, cfg.min_lr_ratio))
+            out[name] = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     return out
 
 

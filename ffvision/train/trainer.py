@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ffvision.config import TrainConfig
+from ffvision.config import TrainConfig, duration_seconds
 from ffvision.core.metrics import Counts
 from ffvision.errors import ConfigError, StorageError, TrainingInterrupted
 from ffvision.methods import used_config
@@ -50,9 +50,9 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.dist = dist.current()
-        if cfg.batch_size is None or cfg.epochs is None:
-            raise ConfigError("a Trainer needs cfg.batch_size and cfg.epochs: train() chooses those not given from "
-                              "the data (run.sized_for_data)")
+        if cfg.batch_size is None or (cfg.epochs is None and cfg.time_budget is None):
+            raise ConfigError("a Trainer needs cfg.batch_size and cfg.epochs (or cfg.time_budget): train() chooses "
+                              "those not given from the data (run.sized_for_data)")
         if cfg.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size {cfg.batch_size} (the global batch) must be divisible by the "
                               f"{self.dist.world_size} processes")
@@ -75,7 +75,12 @@ class Trainer:
         self.epoch_sums: dict[str, torch.Tensor] = {}
         self.epoch_seen = 0
         self.train_seconds = 0.0
+        self.val_seconds = 0.0  # validation, not counted in a time budget
         self.images_seen = 0
+        self.budget = duration_seconds(cfg.time_budget) if cfg.time_budget else None  # seconds of training
+        self.budget_spent = 0.0  # the fraction of the budget spent (rank 0's clock): the schedule's progress
+        self.clock: Callable[[], float] = time.perf_counter  # the training clock (tests give a fake one)
+        self.train_size = 0
         self._stop = False
         self.stop_exit_code = 130
         self._pending_sched: dict[str, Any] | None = None
@@ -107,6 +112,7 @@ class Trainer:
             "best": self.best, "history": self.history,
             "epoch_sums": {k: v.detach().cpu() for k, v in self.epoch_sums.items()},
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
+            "val_seconds": self.val_seconds,
             "first_loss": self.guard.first_loss, "warnings": list(self.guard.warnings), "resumes": self.resumes,
             "rng": dist.gather_objects(rng_state()),  # one state per rank (a collective)
         }
@@ -122,6 +128,8 @@ class Trainer:
         self.epoch_sums = {k: v.to(self.device) for k, v in ckpt["epoch_sums"].items()}
         self.epoch_seen = ckpt["epoch_seen"]
         self.train_seconds, self.images_seen = ckpt["train_seconds"], ckpt["images_seen"]
+        self.val_seconds = ckpt.get("val_seconds", 0.0)
+        self.budget_spent = self.train_seconds / self.budget if self.budget else 0.0
         self.guard.first_loss, self.guard.warnings = ckpt.get("first_loss"), list(ckpt.get("warnings", []))
         self.resumes = list(ckpt.get("resumes", []))
         self.saved = (self.epoch, self.step_in_epoch)
@@ -173,18 +181,48 @@ class Trainer:
 
     def fit(self, train_set: Dataset, val_set: Dataset) -> dict[str, Any]:
         """Train for cfg.epochs (from where a resumed run left off); returns the best record."""
+        self.train_size = len(train_set)
         self.steps_per_epoch = math.ceil(math.ceil(len(train_set) / self.dist.world_size) / self.batch_size)
         self._start_schedules()
         handler = StopSignals(self) if threading.current_thread() is threading.main_thread() else None
         self._call("on_fit_start")
         try:
-            while self.epoch < self.cfg.epochs and not self.stop_fit:
+            while self._more_epochs() and not self.stop_fit:
                 self._train_epoch(train_set)
                 self._end_epoch(val_set)
         finally:
             if handler is not None:
                 handler.restore()
         return self.best
+
+    def _more_epochs(self) -> bool:
+        """Whether another epoch starts: epochs left, or time left in the budget."""
+        return self.epoch < self.cfg.epochs if self.budget is None else self.train_seconds < self.budget
+
+    def planned_epochs(self) -> int:
+        """The epochs of this run: cfg.epochs, or under a time budget those the budget allows at the speed so far
+        (at least the current one)."""
+        if self.budget is None:
+            return self.cfg.epochs
+        if not self.images_seen or not self.train_seconds:
+            return self.epoch + 1
+        per_epoch = self.train_seconds / self.images_seen * self.train_size
+        return max(self.epoch + 1, round(self.budget / per_epoch))
+
+    @property
+    def epochs_label(self) -> str:
+        """The run's length as progress lines show it: '10', or '~12' under a time budget."""
+        return str(self.cfg.epochs) if self.budget is None else f"~{self.planned_epochs()}"
+
+    def _spend(self, epoch_start: float) -> None:
+        """Under a time budget: the fraction spent after this step (rank 0's clock decides for every rank); the
+        epoch and the run end once it is all spent."""
+        elapsed = self.train_seconds + self.clock() - epoch_start
+        if self.dist.enabled:  # every rank follows the same schedule and stops at the same step
+            elapsed = dist.max_over_ranks(elapsed if self.dist.is_main else 0.0, self.device)
+        self.budget_spent = elapsed / self.budget
+        if self.budget_spent >= 1.0:
+            self.end_epoch = self.stop_fit = True
 
     def _train_epoch(self, train_set: Dataset) -> None:
         """One (possibly resumed) epoch of training steps; the hooks run after each step and at the log interval."""
@@ -194,14 +232,17 @@ class Trainer:
         loader = self._loader(train_set, self.batch_size, sampler,
                               (cfg.seed * 7919 + self.epoch) * 131 + self.dist.rank)
         self.bar = tqdm(loader, total=self.steps_per_epoch, initial=self.step_in_epoch, leave=False,
-                        dynamic_ncols=True, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=self.progress_off)
-        self.epoch_images, self.end_epoch, t0 = 0, False, time.perf_counter()
-        self.method.start_epoch(self.epoch, cfg.epochs)
+                        dynamic_ncols=True, desc=f"epoch {self.epoch + 1}/{self.epochs_label}",
+                        disable=self.progress_off)
+        self.epoch_images, self.end_epoch, t0 = 0, False, self.clock()
+        self.method.start_epoch(self.epoch, self.planned_epochs())
         self._call("on_train_epoch_start")
         try:
             for x, y in self.bar:
                 x, y = self._to_device(x, y)
                 self.step_stats = self.pipeline.train_step(x, y) if self.pipeline else self.method.train_step(x, y)
+                if self.budget is not None:
+                    self._spend(t0)
                 self._count_step(y.shape[0])
                 self._call("on_train_batch_end")
                 if self.global_step % cfg.log_interval == 0:
@@ -213,7 +254,7 @@ class Trainer:
                 raise
         finally:
             self.bar.close()
-            self.train_seconds += time.perf_counter() - t0
+            self.train_seconds += self.clock() - t0
             self.images_seen += self.epoch_images * self.dist.world_size  # all ranks together
         if self._stop:
             self._call("on_interrupt")
@@ -228,10 +269,12 @@ class Trainer:
         sums, n = dist.reduce_sums(self.epoch_sums, self.epoch_seen, self.device)  # one sync per epoch
         n = max(1.0, n)
         self._call("on_train_epoch_end", float(sums["loss_sum"]) / n, float(sums["correct"]) / n)
-        if self.cfg.scheduler_interval == "epoch":
+        if self.cfg.scheduler_interval == "epoch" and self.budget is None:
             for s in self.schedulers.values():
                 s.step()
+        t0 = time.perf_counter()
         val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val", self.limit_val_batches))
+        self.val_seconds += time.perf_counter() - t0
         strategy = select_strategy(val.strategies, self.cfg.strategy, self.method.default_strategy)
         record = {
             "epoch": self.epoch + 1,
@@ -245,6 +288,8 @@ class Trainer:
             "val_layer_accuracy": val.layers,
             "lr": {k: s.get_last_lr()[0] for k, s in self.schedulers.items()},
             "train_seconds_total": self.train_seconds,
+            "val_seconds_total": self.val_seconds,
+            "images_seen": self.images_seen,
             "train_images_per_second": self.images_seen / max(self.train_seconds, 1e-9),
             "resident_mib": round(rss / 2**20, 1) if (rss := resident_bytes()) is not None else None,  # this process's
         }
@@ -267,7 +312,8 @@ class Trainer:
 
     def _start_schedules(self) -> None:
         """Schedulers for this run's length (a resumed run's restored), then a resumed run's RNG state."""
-        self.schedulers = make_schedulers(self.method.optimizers, self.cfg, self.steps_per_epoch, self.schedulers)
+        self.schedulers = make_schedulers(self.method.optimizers, self.cfg, self.steps_per_epoch, self.schedulers,
+                                          (lambda: self.budget_spent) if self.budget is not None else None)
         if self._pending_sched:
             restore_schedulers(self.schedulers, self._pending_sched)
             self._pending_sched = None
@@ -284,7 +330,7 @@ class Trainer:
         self.epoch_seen += images
         self.step_in_epoch += 1
         self.global_step += 1
-        if self.cfg.scheduler_interval == "step":
+        if self.cfg.scheduler_interval == "step" or self.budget is not None:
             for s in self.schedulers.values():
                 s.step()
 
