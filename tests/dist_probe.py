@@ -21,7 +21,7 @@ class RankWeights(Callback):
             trainer.request_stop()
 
     def on_validation_end(self, trainer, record, improved) -> None:
-        if trainer.epoch == trainer.cfg.epochs:
+        if trainer.epoch == trainer.cfg.epochs or trainer.stop_fit:  # the last epoch (or the time budget's)
             self.on_interrupt(trainer)
 
     def on_interrupt(self, trainer) -> None:

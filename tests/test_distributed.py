@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -84,3 +85,13 @@ def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_ends_as_if_never_k
     assert "exitcode: -9" in err  # torchrun saw the worker killed (and restarted both)
     assert same(weights(run_dir / "last.pt"), weights(tmp_path / "ref" / "last.pt"))
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 3
+
+
+def test_a_time_budget_under_torchrun_follows_rank_0s_clock(fake_fmnist: Path, tmp_path: Path):
+    """Every rank stops at the same step and follows the same schedule: their weights stay identical."""
+    cfg = {k: v for k, v in dist_cfg(fake_fmnist, tmp_path / "rb").items() if k != "epochs"}
+    code, _, err = run(train_argv({**cfg, "time_budget": "3s"}, nproc=2), probe_env(tmp_path / "wb"))
+    assert code == 0, err[-3000:]
+    assert same(weights(tmp_path / "wb/rank0.pt"), weights(tmp_path / "wb/rank1.pt"))
+    summary = json.loads((tmp_path / "rb" / "summary.json").read_text())
+    assert summary["time_budget_seconds"] == 3 and summary["train_seconds"] >= 3 and summary["images_seen"] > 0
