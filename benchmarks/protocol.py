@@ -114,16 +114,52 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
             write_fmnist_folder(root, f["train_subset"], f.get("val_size", 10000), (f.get("val"), f.get("test")),
                                 f.get("image_size", 28))
         folders[key] = str(root)
-    seeds = args.seeds if args.seeds is not None else spec.get("seeds", [0])
     done = recorded(name, out) if args.resume else set()
-    if spec.get("fresh_process") and len(args.only or runs) * len(seeds) > 1:
-        each_in_its_process(name, [(r, s) for r in args.only or runs for s in seeds
-                                   if (r, budget_key(None), s) not in done], args, out)
+    todo = jobs(spec, args, done)
+    if spec.get("fresh_process") and len(todo) > 1:
+        each_in_its_process(name, todo, args, out)
         return
+    for run, budget, seed in todo:
+        settings = {**spec.get("common", {}), **budget,
+                    **{k: v for k, v in runs[run].items() if k not in ("budgets", "beside")}}
+        if "folder" in settings:
+            settings.update(dataset="imagefolder", data_dir=folders[settings.pop("folder")])
+        cfg = TrainConfig()
+        if "recipe" in settings:
+            cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{settings.pop('recipe')}.yaml"))
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.runs_dir) / name / f"{run}-s{seed}-{stamp}"
+        cfg = apply_overrides(cfg, {**settings, "seed": seed, "device": args.device, "out": str(run_dir)})
+        t = time.time()
+        s = train(cfg, show_progress=False)
+        command = f"python benchmarks/protocol.py {name} --only {run} --seeds {seed}"
+        if budget:
+            command += " --budgets " + ",".join(f"{k}={v}" for k, v in budget.items())
+        if args.device != "cpu":
+            command += f" --device {args.device}"
+        emit({"protocol": name, "name": run, "seed": seed, "budget": budget, "machine": machine(args.device),
+              "date": date.today().isoformat(), "commit": commit(), "command": command,
+              "run_dir": str(run_dir), "wall_seconds": round(time.time() - t, 1),
+              **{k: s.get(k) for k in ("method", "test_accuracy", "strategy", "test_accuracy_by_strategy",
+                                       "val_accuracy_best", "best_epoch", "train_images_per_second",
+                                       "train_seconds", "trainable_parameters", "early_exit", "images_seen",
+                                       "epochs_reached", "val_seconds", "test_seconds")},
+              **(resident_by_epoch(run_dir) if spec.get("report") == "soak" else {}),
+              "config": s["config"]}, out)
+
+
+def jobs(spec: dict, args: argparse.Namespace, done: set[tuple[str, str, int]]) -> list[tuple[str, dict, int]]:
+    """The (run, budget, seed) of a training protocol still to do, by budget, then seed, then run: a method and
+    its backprop run, side by side, train the same budget and seed at the same time. A budget's own `seeds` (a
+    key of its own) replace the protocol's; --seeds replaces both."""
+    runs = spec["runs"]
+    todo = []
     for run in args.only or list(runs):
         images = spec.get("folders", {}).get(runs[run].get("folder"), {}).get("train_subset")
         swept = images and ("budgets" in spec or "budgets" in runs[run])  # a sweep whose rule knows its data
-        for budget in runs[run].get("budgets", spec.get("budgets", [{}])):
+        for i, budget in enumerate(runs[run].get("budgets", spec.get("budgets", [{}]))):
+            budget = dict(budget)
+            seeds = budget.pop("seeds", spec.get("seeds", [0])) if args.seeds is None else args.seeds
             if args.budgets is not None and budget not in args.budgets:
                 continue
             # a run with no budget flags under today's rule: done where the setting it would choose is recorded
@@ -131,41 +167,22 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
             for seed in seeds:
                 if (run, key, seed) in done:
                     logging.info("%s %s seed %d: already recorded on this machine, skipped", run, budget or "", seed)
-                    continue
-                settings = {**spec.get("common", {}), **budget,
-                            **{k: v for k, v in runs[run].items() if k != "budgets"}}
-                if "folder" in settings:
-                    settings.update(dataset="imagefolder", data_dir=folders[settings.pop("folder")])
-                cfg = TrainConfig()
-                if "recipe" in settings:
-                    cfg = apply_overrides(cfg, load_recipe(RECIPES / f"{settings.pop('recipe')}.yaml"))
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                run_dir = Path(args.runs_dir) / name / f"{run}-s{seed}-{stamp}"
-                cfg = apply_overrides(cfg, {**settings, "seed": seed, "device": args.device, "out": str(run_dir)})
-                t = time.time()
-                s = train(cfg, show_progress=False)
-                command = f"python benchmarks/protocol.py {name} --only {run} --seeds {seed}"
-                if args.device != "cpu":
-                    command += f" --device {args.device}"
-                emit({"protocol": name, "name": run, "seed": seed, "budget": budget, "machine": machine(args.device),
-                      "date": date.today().isoformat(), "commit": commit(), "command": command,
-                      "run_dir": str(run_dir), "wall_seconds": round(time.time() - t, 1),
-                      **{k: s.get(k) for k in ("method", "test_accuracy", "strategy", "test_accuracy_by_strategy",
-                                               "val_accuracy_best", "best_epoch", "train_images_per_second",
-                                               "train_seconds", "trainable_parameters", "early_exit")},
-                      **(resident_by_epoch(run_dir) if spec.get("report") == "soak" else {}),
-                      "config": s["config"]}, out)
+                else:
+                    todo.append((i, seed, run, budget))
+    order = {r: k for k, r in enumerate(args.only or runs)}
+    return [(run, budget, seed) for _, seed, run, budget in sorted(todo, key=lambda j: (j[0], j[1], order[j[2]]))]
 
 
-def each_in_its_process(name: str, todo: list[tuple[str, int]], args: argparse.Namespace, out: Path) -> None:
-    """Each (run, seed) in a fresh `protocol.py NAME --only RUN --seeds SEED`, --parallel at a time (a run's
-    memory is then its own)."""
+def each_in_its_process(name: str, todo: list[tuple[str, dict, int]], args: argparse.Namespace, out: Path) -> None:
+    """Each (run, budget, seed) in a fresh `protocol.py NAME --only RUN --budgets B --seeds SEED`, --parallel at a
+    time (a run's memory and threads are then its own)."""
     waiting, running = list(todo), []
     while waiting or running:
         while waiting and len(running) < args.parallel:
-            run, seed = waiting.pop(0)
-            cmd = [sys.executable, __file__, name, "--only", run, "--seeds", str(seed), "--out", str(out),
-                   "--device", args.device, "--runs-dir", args.runs_dir]
+            run, budget, seed = waiting.pop(0)
+            b = ",".join(f"{k}={v}" for k, v in budget.items()) or "rule"
+            cmd = [sys.executable, __file__, name, "--only", run, "--budgets", b, "--seeds", str(seed), "--out",
+                   str(out), "--device", args.device, "--runs-dir", args.runs_dir]
             logging.info("starting %s", shlex.join(cmd))
             running.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
         time.sleep(1)
@@ -348,6 +365,72 @@ def soak_report(paths: list[Path], spec: dict) -> list[str]:
     return out
 
 
+def time_report(paths: list[Path], spec: dict) -> list[str]:
+    """Markdown rows of the time-to-accuracy protocol: per run and budget, test accuracy (mean ± sd over seeds),
+    epochs reached and img/s; then per budget, each local method against its backprop run (`beside`). Draws the
+    curves to the protocol's `plot` file."""
+    groups: dict[str, dict[float, dict[int, dict]]] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("budget", {}).get("time_budget"):
+                groups.setdefault(r["name"], {}).setdefault(duration(r["budget"]["time_budget"]), {})[r["seed"]] = r
+    out = ["| run | budget | seeds | test accuracy (%) | epochs reached | train img/s | machine | commit | date |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for run, budgets in groups.items():
+        for budget, by_seed in sorted(budgets.items()):
+            recs = [by_seed[s] for s in sorted(by_seed)]
+            out.append(f"| {run} | {budget / 60:g} min | {','.join(map(str, sorted(by_seed)))} | "
+                       f"{mean_sd([r['test_accuracy'] for r in recs])} | "
+                       f"{statistics.mean(r['epochs_reached'] for r in recs):.2f} | "
+                       f"{statistics.mean(r['train_images_per_second'] for r in recs):.0f} | {recs[0]['machine']} | "
+                       f"{recs[-1]['commit']} | {recs[-1]['date']} |")
+    out += ["", "| method | beside | budget | method − backprop (points, mean over the seeds both have) | ahead |",
+            "|---|---|---|---|---|"]
+    for run, budgets in groups.items():
+        bp = spec["runs"].get(run, {}).get("beside")
+        for budget, by_seed in sorted(budgets.items()):
+            other = groups.get(bp, {}).get(budget, {})
+            both = sorted(set(by_seed) & set(other))
+            if bp and both:
+                gap = 100 * statistics.mean(by_seed[s]["test_accuracy"] - other[s]["test_accuracy"] for s in both)
+                out.append(f"| {run} | {bp} | {budget / 60:g} min | {gap:+.2f} (seeds {','.join(map(str, both))}) | "
+                           f"{run if gap > 0 else bp if gap < 0 else 'level'} |")
+    if spec.get("plot") and groups:
+        plot_time(groups, spec, HERE.parent / spec["plot"])
+        out.append(f"\n![test accuracy against training time]({spec['plot']})")
+    return out
+
+
+def duration(text: str) -> float:
+    """A --time-budget in seconds (the package's own parser)."""
+    from ffvision.config import duration_seconds
+
+    return duration_seconds(text)
+
+
+def plot_time(groups: dict[str, dict[float, dict[int, dict]]], spec: dict, path: Path) -> None:
+    """Test accuracy (mean over seeds) against the training seconds spent: one curve per run, backprop dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run, budgets in groups.items():
+        xs = [statistics.mean(r["train_seconds"] for r in b.values()) / 60 for _, b in sorted(budgets.items())]
+        ys = [100 * statistics.mean(r["test_accuracy"] for r in b.values()) for _, b in sorted(budgets.items())]
+        local = "beside" in spec["runs"].get(run, {})
+        ax.plot(xs, ys, marker="o", linestyle="-" if local else "--", label=run)
+    ax.set(xlabel="training time (minutes, one torch thread)", ylabel="test accuracy (%)",
+           title="FashionMNIST, 50,000 training images: accuracy against training time")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def latest_records(paths: list[Path]) -> dict[str, dict]:
     """The last record of each entry name in these JSON lines files."""
     latest: dict[str, dict] = {}
@@ -424,8 +507,9 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        if spec.get("report") in ("sweep", "soak"):
-            print("\n".join({"sweep": sweep_report, "soak": soak_report}[spec["report"]](paths, spec)))
+        if spec.get("report") in ("sweep", "soak", "time"):
+            kind = {"sweep": sweep_report, "soak": soak_report, "time": time_report}[spec["report"]]
+            print("\n".join(kind(paths, spec)))
             return
         kind = {"batch-sweep": batch_sweep_report}.get(spec.get("report"), bench_report if "bench" in spec else report)
         print("\n".join(kind(paths)))
