@@ -62,6 +62,10 @@ class TrainConfig:
                                      "the learning rate's warm-up counts steps and its cosine runs over the time; "
                                      "the last epoch ends at the budget, part-way through, and the best validated "
                                      "epoch is tested. Not with --epochs", topic=TRAINING)
+    freeze_patience: int | None = option(None, "progressive freezing: a block whose own validation readout has not "
+                                         "improved for this many epochs stops training (the first not yet frozen, "
+                                         "never the last); it keeps serving the blocks after it and every "
+                                         "prediction strategy (default: off)", ge=1, topic=TRAINING)
     batch_size: int | None = option(None, "training batch size, global (default: from the training set's size: 128, "
                                     "smaller for a small set so that an epoch has enough steps; docs/data.md; "
                                     "`ffvision bench`: 128)", ge=1, topic=TRAINING)

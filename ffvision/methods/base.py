@@ -243,6 +243,11 @@ class LocalMethod(nn.Module):
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the Trainer before each epoch (0-based) of `epochs`: a schedule of the method's own (none)."""
 
+    def freeze(self, i: int) -> None:
+        """Keep block i fixed from now on: forward only, no gradient, no optimizer step, BatchNorm in eval mode."""
+        self.frozen.add(i)
+        self.blocks[i].requires_grad_(False)
+
     def set_train_mode(self) -> None:
         """train() for every block except frozen ones (their BatchNorm statistics stay fixed too)."""
         self.train()

@@ -160,6 +160,39 @@ class DryRun(Callback):
         trainer.end_epoch = trainer.stop_fit = True
 
 
+class ProgressiveFreezing(Callback):
+    """Progressive freezing (--freeze-patience): only local learning can do it. A block never waits for a gradient
+    from above, so once its own readout's validation accuracy has not risen for `patience` evaluations it stops
+    training and the blocks after it train on its now fixed output. Blocks freeze in order, as a prefix of the
+    stack (a block's input no longer moves once every block before it is frozen), and the last block never
+    does. A frozen block runs forward only, without gradients or optimizer steps, its BatchNorm statistics
+    fixed; it keeps serving the blocks after it and every prediction strategy. `trainer.froze` records when each
+    block froze (checkpoints and summary.json carry it)."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+
+    def on_validation_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
+        """Freeze the next block of the prefix if its readout's validation accuracy has plateaued."""
+        method = trainer.method
+        n = len(method.blocks)
+        accuracy = [r["val_layer_accuracy"] for r in trainer.history]
+        if not accuracy or len(accuracy[-1]) != n:
+            return  # a method whose readouts are not one per block
+        i = next((i for i in range(n) if i not in method.frozen), n)
+        if i >= n - 1 or len(accuracy) <= self.patience:
+            return
+        series = [a[i] for a in accuracy]
+        best_before = max(series[:-self.patience])
+        if max(series[-self.patience:]) > best_before:
+            return
+        method.freeze(i)
+        name = f"block{i + 1}"
+        trainer.froze[name] = record["epoch"]
+        log.info("%s froze after epoch %d: its validation accuracy %.4f has not risen above %.4f for %d "
+                 "evaluations", name, record["epoch"], series[-1], best_before, self.patience)
+
+
 _REGISTERED: list[Callable[[], Callback]] = []
 
 
@@ -174,6 +207,8 @@ def run_callbacks(trainer: Trainer, given: list[Callback | Callable[[Trainer], N
     """The callbacks of a run: the divergence guard, files and checkpoints (with a run directory), a dry run's
     limits, progress (rank 0), then the registered ones and the given ones."""
     out: list[Callback] = [trainer.guard]
+    if trainer.cfg.freeze_patience:
+        out.append(ProgressiveFreezing(trainer.cfg.freeze_patience))  # before the checkpoints that record it
     if trainer.run_dir is not None and not trainer.cfg.dry_run:
         if trainer.dist.is_main:
             out.append(RunFiles(trainer.run_dir, trainer.cfg.tensorboard))

@@ -281,7 +281,7 @@ def _train(cfg: TrainConfig, resumed: Resumed | None, run_dir: Path | None, info
         "device": str(trainer.device), "processes": info.world_size, "torch_threads": torch.get_num_threads(),
         "amp_dtype": str(trainer.method.amp_dtype).removeprefix("torch.") if trainer.method.amp_dtype else "float32",
         "channels_last": trainer.channels_last,
-        "resumed": trainer.resumes,
+        "resumed": trainer.resumes, "froze": trainer.froze,
         "config": used_config(cfg),
     }
     if info.is_main:

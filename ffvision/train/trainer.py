@@ -86,6 +86,7 @@ class Trainer:
         self._pending_sched: dict[str, Any] | None = None
         self.saved: tuple[int, int] | None = None  # (epoch, step in it) of the newest last.pt this run can resume
         self.resumes: list[dict[str, Any]] = []  # one record per time this run was resumed (summary.json)
+        self.froze: dict[str, int] = {}  # progressive freezing: block name -> the epoch it froze after
         self._pending_rng: Any = None
         # the loop's state between hooks
         self.steps_per_epoch = 0
@@ -114,6 +115,7 @@ class Trainer:
             "epoch_seen": self.epoch_seen, "train_seconds": self.train_seconds, "images_seen": self.images_seen,
             "val_seconds": self.val_seconds,
             "first_loss": self.guard.first_loss, "warnings": list(self.guard.warnings), "resumes": self.resumes,
+            "froze": self.froze,
             "rng": dist.gather_objects(rng_state()),  # one state per rank (a collective)
         }
 
@@ -132,6 +134,9 @@ class Trainer:
         self.budget_spent = self.train_seconds / self.budget if self.budget else 0.0
         self.guard.first_loss, self.guard.warnings = ckpt.get("first_loss"), list(ckpt.get("warnings", []))
         self.resumes = list(ckpt.get("resumes", []))
+        self.froze = dict(ckpt.get("froze", {}))
+        for name in self.froze:  # blocks that progressive freezing had frozen
+            self.method.freeze(int(name.removeprefix("block")) - 1)
         self.saved = (self.epoch, self.step_in_epoch)
         states = ckpt["rng"]
         self._pending_rng = states[self.dist.rank] if len(states) == self.dist.world_size else states[0]
