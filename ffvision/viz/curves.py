@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,27 @@ from ffvision.io import write_atomic  # noqa: E402
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
-    """Write a 3-panel figure of a run's per-epoch metrics to `path`."""
+    """Write a 3-panel figure of a run's per-epoch metrics to `path`.
+
+    A figure's artists reference each other, so a closed one is garbage only the cycle collector frees (~2.5
+    MB at 30 epochs). Drawn every epoch, it piled up between the rare full collections of a process holding
+    torch's many objects and raised a long run's resident memory. With the collector off while drawing, every
+    object of the figure is still in the youngest generation when it is closed, and one collection of that
+    generation frees it all (~30 ms; a full collection: ~400 ms).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        png = _render(history)
+    finally:
+        gc.collect(0)
+        if enabled:
+            gc.enable()
+    write_atomic(path, png)
+
+
+def _render(history: list[dict[str, Any]]) -> memoryview:
+    """The figure as PNG bytes."""
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].plot(epochs, [r["train_loss"] for r in history], marker="o")
@@ -39,4 +60,4 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    write_atomic(path, buf.getbuffer())
+    return buf.getbuffer()
