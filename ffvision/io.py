@@ -66,8 +66,9 @@ def storage_error(path: Path, size: int, e: OSError) -> StorageError:
     space that was free."""
     reason = _REASONS.get(e.errno or 0, e.strerror or type(e).__name__)
     free = free_space(Path(path).parent)
-    room = f"; {human_bytes(free)} free there" if free is not None else ""
-    return StorageError(f"cannot write {path}: {reason} (it needs {human_bytes(size)}{room})")
+    parts = ([f"it needs {human_bytes(size)}"] if size else []) + ([f"{human_bytes(free)} free there"]
+                                                                   if free is not None else [])
+    return StorageError(f"cannot write {path}: {reason}" + (f" ({'; '.join(parts)})" if parts else ""))
 
 
 def write_atomic(path: str | Path, data: bytes | memoryview, keep_previous: str | None = None) -> None:

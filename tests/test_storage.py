@@ -105,8 +105,9 @@ def _mount_tmpfs(where: Path, size_kib: int) -> bool:
     return r.returncode == 0
 
 
-def test_a_real_full_filesystem(fast_cfg, tmp_path):
-    """On a tmpfs with room for epoch 1's files and not for epoch 2's, as a user's disk fills up."""
+def test_a_real_full_then_read_only_filesystem(fast_cfg, tmp_path):
+    """On a tmpfs with room for epoch 1's files and not for epoch 2's, as a user's disk fills up; then the same
+    disk remounted read-only."""
     probe = tmp_path / "probe"
     code, _, err = run(train_argv({**fast_cfg, "epochs": 1, "amp": "off", "out": probe}), env())
     assert code == 0, err
@@ -126,6 +127,11 @@ def test_a_real_full_filesystem(fast_cfg, tmp_path):
         assert epoch >= 1
         moved = tmp_path / "moved"  # space again: the run moved to a larger disk
         shutil.copytree(out, moved)
+        assert subprocess.run(["mount", "-o", "remount,ro", str(small)], timeout=30).returncode == 0
+        code, _, err = run(train_argv({"resume": out}), env())  # the same disk, now read-only
+        lines = [x for x in err.strip().splitlines() if x.startswith("ffvision:")]
+        assert code == 74 and len(lines) == 1 and "the filesystem is read-only" in lines[0], err
+        assert torch.load(out / "last.pt", weights_only=True)["epoch"] == epoch  # untouched
     finally:
         subprocess.run(["umount", str(small)], timeout=30)
     code, _, err = run(train_argv({"resume": moved}), env())
