@@ -194,8 +194,8 @@ def each_in_its_process(name: str, todo: list[tuple[str, dict, int]], args: argp
 
 def resident_by_epoch(run_dir: Path) -> dict:
     """The run's resident memory (MiB) after each epoch, from its metrics.jsonl."""
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return {"resident_mib_by_epoch": [json.loads(x).get("resident_mib") for x in lines]}
+    records = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {f"{k}_by_epoch": [r.get(k) for r in records] for k in ("resident_mib", "heap_in_use_mib")}
 
 
 def run_bench(name: str, spec: dict, args: argparse.Namespace, out: Path) -> None:
@@ -354,13 +354,19 @@ def soak_report(paths: list[Path], spec: dict) -> list[str]:
     """Markdown rows of the soak protocol: per run, resident memory after the reference epoch and after the last,
     the growth between them (the target: under 2%), and the epoch of the largest resident set."""
     since = spec.get("since_epoch", 5)
-    out = [f"| run | epochs | resident after epoch {since} (MiB) | after the last (MiB) | growth | largest at epoch | "
-           "test accuracy | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [f"| run | epochs | resident after epoch {since} → the last (MiB) | growth | C heap in use after epoch "
+           f"{since} → the last (MiB) | growth | test accuracy | machine | commit | date |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def span(series: list | None) -> tuple[str, str]:
+        if not series or series[since - 1] is None:
+            return "—", "—"
+        ref, last = series[since - 1], series[-1]
+        return f"{ref:,.1f} → {last:,.1f}", f"{100 * (last - ref) / ref:+.1f}%"
+
     for name, r in latest_records(paths).items():
-        rss = r["resident_mib_by_epoch"]
-        ref, last = rss[since - 1], rss[-1]
-        peak = max(range(len(rss)), key=rss.__getitem__) + 1
-        out.append(f"| {name} | {len(rss)} | {ref:,.0f} | {last:,.0f} | {100 * (last - ref) / ref:+.1f}% | {peak} | "
+        rss, heap = span(r["resident_mib_by_epoch"]), span(r.get("heap_in_use_mib_by_epoch"))
+        out.append(f"| {name} | {len(r['resident_mib_by_epoch'])} | {rss[0]} | {rss[1]} | {heap[0]} | {heap[1]} | "
                    f"{100 * r['test_accuracy']:.2f} | {r['machine']} | {r['commit']} | {r['date']} |")
     return out
 

@@ -155,6 +155,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(fast_cfg, tmp_
     resumed = json.loads((out / "summary.json").read_text())["resumed"]
     assert resumed[0]["checkpoint"].endswith("previous.pt") and resumed[0]["epoch"] == 2 and resumed[0]["damaged"]
     assert torch.load(last, weights_only=True)["epoch"] == 3
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])  # each epoch's memory (the soak's)
+    if sys.platform == "linux":
+        assert record["resident_mib"] > record["heap_in_use_mib"] > 0
 
 
 def test_no_good_checkpoint_left_is_one_line(fast_cfg, tmp_path, capsys):

@@ -26,7 +26,7 @@ from ffvision.methods.base import LocalMethod
 from ffvision.train import distributed as dist
 from ffvision.train.callbacks import Callback, run_callbacks
 from ffvision.train.checkpoint import LAST, PREVIOUS, load_method_state, save_checkpoint
-from ffvision.train.devices import batch_to_device, resident_bytes
+from ffvision.train.devices import batch_to_device, heap_in_use_bytes, resident_bytes
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
 from ffvision.train.outputs import StopSignals
@@ -296,7 +296,9 @@ class Trainer:
             "val_seconds_total": self.val_seconds,
             "images_seen": self.images_seen,
             "train_images_per_second": self.images_seen / max(self.train_seconds, 1e-9),
-            "resident_mib": round(rss / 2**20, 1) if (rss := resident_bytes()) is not None else None,  # this process's
+            # this process's memory: resident, and what its C heap has handed out (a leak grows both)
+            "resident_mib": round(rss / 2**20, 1) if (rss := resident_bytes()) is not None else None,
+            "heap_in_use_mib": round(heap / 2**20, 1) if (heap := heap_in_use_bytes()) is not None else None,
         }
         self.history.append(record)
         self.epoch += 1
