@@ -29,6 +29,7 @@ from ffvision.train.checkpoint import LAST, PREVIOUS, load_method_state, save_ch
 from ffvision.train.devices import batch_to_device, heap_in_use_bytes, resident_bytes
 from ffvision.train.divergence import DivergenceGuard
 from ffvision.train.evaluation import evaluate, select_strategy, val_subset
+from ffvision.train.heap import release_freed_memory
 from ffvision.train.outputs import StopSignals
 from ffvision.train.placement import place_method
 from ffvision.train.rngstate import rng_state, set_rng_state
@@ -280,6 +281,7 @@ class Trainer:
         t0 = time.perf_counter()
         val = self.method.select_on_validation(self.evaluate(self.val_subset(val_set), "val", self.limit_val_batches))
         self.val_seconds += time.perf_counter() - t0
+        release_freed_memory()  # the epoch's freed heap back to the kernel, where the CLI keeps it (train/heap.py)
         strategy = select_strategy(val.strategies, self.cfg.strategy, self.method.default_strategy)
         record = {
             "epoch": self.epoch + 1,
