@@ -229,3 +229,13 @@ def test_drawing_the_curves_leaves_nothing_for_the_cycle_collector(tmp_path):
     plot_curves(history, tmp_path / "curves.png")
     assert gc.isenabled() and gc.collect() < 100  # a figure left behind is ~10,000 objects
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_forced_new_run_never_falls_back_to_the_run_it_replaced(fast_cfg, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("last.pt", "previous.pt", "last.pt.damaged"):
+        (out / name).write_bytes(b"the replaced run's")
+    assert main(["train", *flags({**fast_cfg, "epochs": 1}), "--force"]) == 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1
+    assert not (out / "previous.pt").exists() and not (out / "last.pt.damaged").exists()

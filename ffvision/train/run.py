@@ -83,6 +83,12 @@ def check_run_dir(run_dir: Path, force: bool = False) -> None:
                           "pass --force to replace them")
 
 
+def clear_checkpoints(run_dir: Path) -> None:
+    """Remove the checkpoints of the run a --force'd new one replaces, so that no later fallback can resume it."""
+    for name in (LAST, PREVIOUS, LAST + ".damaged"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def default_run_dir(cfg: TrainConfig) -> Path:
     """runs/<method>-<model>-<dataset>-<YYYYmmdd-HHMMSS>."""
     return Path("runs") / f"{cfg.method}-{cfg.model}-{cfg.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -188,6 +194,8 @@ def _checked_train(cfg: TrainConfig, resume: str | Path | None, overrides: dict[
     check_model_options(cfg)
     if resumed is None and not cfg.dry_run and cfg.out:
         check_run_dir(Path(cfg.out), cfg.force)  # before any work
+        if cfg.force and info.is_main:
+            clear_checkpoints(Path(cfg.out))
     check_tensorboard(cfg.tensorboard and not cfg.dry_run)
     run_dir = None if cfg.dry_run else Path(cfg.out) if cfg.out else broadcast_object(default_run_dir(cfg))
     cfg = dataclasses.replace(cfg, out=str(run_dir) if run_dir else None)
