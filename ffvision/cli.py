@@ -9,7 +9,6 @@ traceback. Output to a reader that goes away (`| head`) ends quietly, with statu
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import typing
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 
 from ffvision.config import RUN_OPTIONS, TOPICS, TrainConfig, apply_overrides, load_recipe, method_option_declarations
 from ffvision.errors import ConfigError, FFVisionError
+from ffvision.io import write_json
 from ffvision.methods.hierarchy import LINKAGES
 from ffvision.options import Declaration
 
@@ -402,7 +402,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         print("\n".join(format_report(res)))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
     return 0
 
 
@@ -497,7 +497,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           **common)
         print(format_sweep(res))
         if args.json:
-            Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+            write_json(args.json, res)
         if args.plot:
             from ffvision.viz.sweep import plot_sweep
 
@@ -506,7 +506,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     res = bench(cfg.method, cfg.model, cfg.batch_size or MAX_BATCH, micro_batches=cfg.micro_batches, **common)
     print(format_table(res))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        write_json(args.json, res)
     return 0
 
 

@@ -132,3 +132,10 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_json(path: str | Path, data: Any, indent: int = 2) -> None:
+    """`data` as indented JSON to `path`, atomically (write_atomic: a full or read-only disk is one line)."""
+    import json
+
+    write_atomic(path, (json.dumps(data, indent=indent) + "\n").encode())

@@ -10,6 +10,7 @@ import torchvision.transforms.v2 as T
 from PIL import Image
 
 from ffvision.errors import ConfigError, DataError
+from ffvision.io import write_json
 from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
 from ffvision.train.devices import resolve_device
 
@@ -74,7 +75,6 @@ def class_maps_files(checkpoint: str | Path, paths: list[str], out_dir: str | Pa
 
 def write_hierarchy(checkpoint: str | Path, out: str | Path, linkage: str = "ward") -> dict:
     """Write the class hierarchy of a trained run's head (methods/hierarchy.py) to out as JSON; returns it."""
-    import json
 
     from ffvision.methods.hierarchy import class_prototypes, linkage_merges, tree_levels
 
@@ -85,5 +85,5 @@ def write_hierarchy(checkpoint: str | Path, out: str | Path, linkage: str = "war
     data = {"description": f"{linkage} linkage of the normalised linear-head rows of {checkpoint} "
                            f"({meta.get('dataset', 'its dataset')}), read level by level from the root",
             "classes": classes, "levels": levels}
-    Path(out).write_text(json.dumps(data, indent=1) + "\n")
+    write_json(out, data, indent=1)
     return data

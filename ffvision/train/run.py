@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -20,7 +19,7 @@ from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.data.datasets import DataSplits
 from ffvision.errors import ConfigError, ImageTooSmall
-from ffvision.io import write_atomic
+from ffvision.io import write_json
 from ffvision.methods import (
     LocalMethod,
     create_method,
@@ -293,7 +292,7 @@ def _train(cfg: TrainConfig, resumed: Resumed | None, run_dir: Path | None, info
         "config": used_config(cfg),
     }
     if info.is_main:
-        write_atomic(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        write_json(run_dir / "summary.json", summary)
         log.info("\n".join(format_report(summary)))
         log.info("run directory: %s", run_dir)
     return summary
@@ -470,6 +469,6 @@ def diagnose_checkpoint(path: str | Path, out: str | Path, split: str = "val", i
     out.mkdir(parents=True, exist_ok=True)
     res = {"checkpoint": str(path), "method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split,
            **public(diag)}
-    (out / "diagnose.json").write_text(json.dumps(res, indent=2) + "\n")
+    write_json(out / "diagnose.json", res)
     plot_diagnostics(diag, out / "diagnose.png")
     return res
