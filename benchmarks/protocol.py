@@ -159,7 +159,8 @@ def jobs(spec: dict, args: argparse.Namespace, done: set[tuple[str, str, int]]) 
         swept = images and ("budgets" in spec or "budgets" in runs[run])  # a sweep whose rule knows its data
         for i, budget in enumerate(runs[run].get("budgets", spec.get("budgets", [{}]))):
             budget = dict(budget)
-            seeds = budget.pop("seeds", spec.get("seeds", [0])) if args.seeds is None else args.seeds
+            own = budget.pop("seeds", spec.get("seeds", [0]))
+            seeds = own if args.seeds is None else args.seeds
             if args.budgets is not None and budget not in args.budgets:
                 continue
             # a run with no budget flags under today's rule: done where the setting it would choose is recorded
