@@ -16,8 +16,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ffvision.errors import CheckpointError, StorageError
 
 # What an OSError's errno means to a user whose run could not write a file
@@ -32,6 +30,8 @@ def read_torch_file(path: Path, what: str = "checkpoint") -> Any:
     Damaged or foreign bytes make torch's unpickler raise almost anything (UnpicklingError,
     IndexError, KeyError, UnicodeDecodeError, RuntimeError, ...), so every Exception is one message.
     """
+    import torch  # here, not at the top: `ffvision list` and --help write files through this module without it
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any parse failure of user-supplied bytes is "corrupted"
