@@ -11,6 +11,7 @@ size it needed and the space that was free.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -136,6 +137,4 @@ def _sync_folder(folder: Path) -> None:
 
 def write_json(path: str | Path, data: Any, indent: int = 2) -> None:
     """`data` as indented JSON to `path`, atomically (write_atomic: a full or read-only disk is one line)."""
-    import json
-
     write_atomic(path, (json.dumps(data, indent=indent) + "\n").encode())

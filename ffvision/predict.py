@@ -75,7 +75,6 @@ def class_maps_files(checkpoint: str | Path, paths: list[str], out_dir: str | Pa
 
 def write_hierarchy(checkpoint: str | Path, out: str | Path, linkage: str = "ward") -> dict:
     """Write the class hierarchy of a trained run's head (methods/hierarchy.py) to out as JSON; returns it."""
-
     from ffvision.methods.hierarchy import class_prototypes, linkage_merges, tree_levels
 
     method, meta = method_from_checkpoint(load_checkpoint(checkpoint))

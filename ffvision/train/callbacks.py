@@ -100,7 +100,7 @@ class RunFiles(Callback):
 
     def on_validation_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         """Append the epoch's record; redraw the curves."""
-        self.log.append(record, trainer.history)
+        self.log.append(trainer.history)
         self.log.plot(trainer.history)
 
 

@@ -26,9 +26,10 @@ class RunLog:
         """metrics.jsonl = this history, written atomically (a resumed run drops the epochs after its checkpoint)."""
         write_atomic(self.run_dir / "metrics.jsonl", "".join(json.dumps(rec) + "\n" for rec in history).encode())
 
-    def append(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
-        """One epoch's record (the last of `history`) to metrics.jsonl and, with --tensorboard, TensorBoard."""
+    def append(self, history: list[dict[str, Any]]) -> None:
+        """The epoch just ended (the last of `history`) to metrics.jsonl and, with --tensorboard, TensorBoard."""
         self.rewrite(history)  # whole, so a full disk never leaves half a line
+        record = history[-1]
         if self._tb is False:
             return
         if self._tb is None:  # the package's presence was checked before the run started (check_tensorboard)

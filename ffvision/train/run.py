@@ -142,7 +142,7 @@ def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig
     cfg = apply_overrides(cfg, {k: v for k, v in overrides.items() if k in RESUMABLE})
     now = used_config(cfg)
     differ = {k: (saved.get(k), now.get(k)) for k in sorted(RESUMABLE) if k in overrides and saved.get(k) != now.get(k)
-              and k not in ("out", "force", "dry_run")}
+              and k not in ("force", "dry_run")}
     return dataclasses.replace(cfg, out=str(run_dir)), Resumed(path, ckpt, differ, damaged)
 
 

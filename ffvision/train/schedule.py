@@ -9,6 +9,11 @@ from typing import Any, Callable
 import torch
 
 
+def cosine(progress: float, min_ratio: float) -> float:
+    """The cosine from 1 (progress 0) down to min_ratio (progress 1)."""
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 class WarmupCosine:
     """Multiplier for LambdaLR over `total` units (steps or epochs), `warmup` of them linear."""
 
@@ -19,8 +24,7 @@ class WarmupCosine:
         """lr factor at unit t (0-based)."""
         if t < self.warmup:
             return (t + 1) / self.warmup
-        progress = min(1.0, (t - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return cosine(min(1.0, (t - self.warmup) / max(1, self.total - self.warmup)), self.min_ratio)
 
 
 class WarmupCosineOverTime:
@@ -33,8 +37,7 @@ class WarmupCosineOverTime:
     def __call__(self, t: int) -> float:
         """lr factor at step t (0-based), at the fraction of the budget spent now."""
         warm = min(1.0, (t + 1) / self.warmup) if self.warmup else 1.0
-        p = min(1.0, max(0.0, self.progress()))
-        return warm * (self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+        return warm * cosine(min(1.0, max(0.0, self.progress())), self.min_ratio)
 
 
 def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], cfg: Any, steps_per_epoch: int,
