@@ -29,13 +29,14 @@ on whole batches (what splitting costs in speed and saves in memory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from ffvision.errors import ConfigError
 
@@ -52,6 +53,21 @@ BP_VARIANTS = {"bp-checkpoint": "checkpoint", "bp-accum": "accumulate"}
 UNSPLIT = "unsplit"  # --compare: the method itself without micro-batches (the split step's speed against it)
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The process's stderr (file descriptor 2) sent to /dev/null: the profiler's C++ layer prints a line at each
+    start and stop there, which no setting of its own silences."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def exact_peak_bytes(step: Any, device: str = "cpu") -> dict[str, int]:
     """Peak bytes held by tensors while `step()` runs, and by category at that moment (torch's records)."""
     import tempfile
@@ -59,7 +75,8 @@ def exact_peak_bytes(step: Any, device: str = "cpu") -> dict[str, int]:
 
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                                  with_stack=True) as prof:
         step()
     with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # deprecated in favour of a CUDA-only API; the CPU has no other

@@ -9,6 +9,7 @@ traceback. Output to a reader that goes away (`| head`) ends quietly, with statu
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import typing
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 from ffvision.config import RUN_OPTIONS, TOPICS, TrainConfig, apply_overrides, load_recipe, method_option_declarations
 from ffvision.errors import ConfigError, FFVisionError
+from ffvision.export_options import EARLY_EXIT, FORMATS, QUANTIZE
 from ffvision.io import write_json
 from ffvision.methods.hierarchy import LINKAGES
 from ffvision.options import Declaration
@@ -229,11 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "torchrun --max-restarts, a requeued Slurm job)")
     _add_config_flags(t)
 
-    e = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint",
-                       description="Test accuracy of a checkpoint by prediction strategy, layer and "
-                       "early-exit threshold.",
-                       epilog="example: ffvision eval runs/quick/best.pt --dataset fashion-mnist")
-    e.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    e = sub.add_parser("eval", parents=[common], help="evaluate a checkpoint or an exported model",
+                       description="Test accuracy of a checkpoint by prediction strategy, layer and early-exit "
+                       "threshold, and what each strategy costs at inference on the evaluation's device: latency at "
+                       "batch 1 (ms, median after warm-up), images/s at batch 64 and the peak of bytes held by "
+                       "tensors at batch 1 and 64 (MiB), each strategy run as `ffvision export` writes it (float32, "
+                       "only the layers it uses). Given a run directory, also records them in its summary.json. "
+                       "An exported .onnx or TorchScript file is evaluated by the same rules on the CPU.",
+                       epilog="example: ffvision eval runs/quick --dataset fashion-mnist; ffvision eval model.onnx")
+    e.add_argument("checkpoint", help="a .pt file, a run directory (uses its best.pt) or a file ffvision export "
+                   "wrote")
+    e.add_argument("--no-inference", dest="inference", action="store_false",
+                   help="skip measuring latency, throughput and memory per strategy")
     e.add_argument("--dataset", help="dataset name (default: the one it was trained on)")
     e.add_argument("--data-dir", help="dataset folder")
     e.add_argument("--download", action="store_true", help="fetch the dataset with torchvision if missing")
@@ -246,11 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", parents=[common], help="classify image files",
                         description="Print the top classes of each image with a trained checkpoint.",
                         epilog="example: ffvision predict runs/quick/best.pt shirt.png boot.jpg")
-    pr.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    pr.add_argument("checkpoint", help="a .pt file, a run directory (uses its best.pt) or a file ffvision export "
+                    "wrote")
     pr.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     pr.add_argument("--strategy", help="prediction strategy (default: the method's)")
     pr.add_argument("--top-k", type=int, default=3, help="how many classes to print [default: 3]")
     pr.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N [default: auto]")
+
+    _add_export_parser(sub, common)
 
     c = sub.add_parser("cam", parents=[common], help="class activation maps of images (PNG)",
                        description="For each image, write DIR/<name>_cam.png: the image and, per layer, the regions "
@@ -336,6 +348,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_export_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """The `export` command's arguments."""
+
+    x = sub.add_parser("export", parents=[common], help="write one prediction strategy as an ONNX or TorchScript "
+                       "model", description="Write one prediction strategy of a trained run as a self-contained "
+                       "model: only the layers, readouts and heads the strategy uses (no optimizer state), taking "
+                       "float32 images (B, C, H, W) in [0, 1] at the training size and returning class scores; the "
+                       "class names, input size, channels and strategy are in its metadata. Early exit is one model: "
+                       "TorchScript stops at the layer where every image has exited; ONNX runs every layer and "
+                       "returns each image's first confident layer's scores (the same predictions). ONNX needs "
+                       "pip install 'ffvision[export]'. Check the file with ffvision eval FILE / ffvision predict "
+                       "FILE.", epilog="example: ffvision export runs/quick --strategy heads --format onnx --out "
+                       "asge.onnx")
+    x.add_argument("checkpoint", help="a .pt file or a run directory (uses its best.pt)")
+    x.add_argument("--out", required=True, help="the model file to write (.onnx for ONNX)")
+    x.add_argument("--format", choices=FORMATS, default="onnx", help="[default: onnx]")
+    x.add_argument("--strategy", help=f"prediction strategy, or {EARLY_EXIT} with --threshold (default: the one the "
+                   "run chose on validation)")
+    x.add_argument("--threshold", type=float, help=f"{EARLY_EXIT}: the softmax probability at which an image exits")
+    x.add_argument("--quantize", choices=QUANTIZE, help="int8 weights (ONNX: onnxruntime's dynamic quantization); "
+                   "ffvision eval FILE reports the accuracy it keeps")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """ffvision export."""
+    from ffvision.deploy import export
+
+    if args.format == "onnx" and Path(args.out).suffix != ".onnx":
+        raise ConfigError(f"an ONNX model's file name ends in .onnx (ffvision eval and predict know it by that), "
+                          f"got {args.out}")
+    info = export(args.checkpoint, args.out, args.format, args.strategy, args.threshold, args.quantize)
+    how = info["strategy"] + (f" at {info['threshold']:g}" if info["threshold"] is not None else "")
+    print(f"{info['path']}: {info['method']} {info['model']} by {how}, {info['format']}"
+          f"{' int8' if info['quantize'] else ''}, {info['parameters']:,} parameters, "
+          f"{info['bytes'] / 2**20:.2f} MiB; input {info['in_channels']}x{info['image_size']}x{info['image_size']}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """ffvision train."""
     from ffvision.train.run import train
@@ -393,7 +443,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ffvision.train.run import evaluate_checkpoint, format_report
 
     res = evaluate_checkpoint(args.checkpoint, dataset=args.dataset, data_dir=args.data_dir, split=args.split,
-                              device=args.device, download=args.download, num_workers=args.num_workers)
+                              device=args.device, download=args.download, num_workers=args.num_workers,
+                              inference=args.inference)
+    summary = Path(args.checkpoint) / "summary.json"
+    if args.inference and summary.is_file():
+        write_json(summary, {**json.loads(summary.read_text()), "inference": res["inference"]})
     if args.strategy:
         by = res["test_accuracy_by_strategy"]
         if args.strategy not in by:
@@ -619,7 +673,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ffvision.train.heap import keep_freed_memory
 
         keep_freed_memory()  # CPU steps reuse their large temporaries instead of page-faulting them in (train/heap.py)
-    commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "cam": cmd_cam,
+    commands: dict[str, Any] = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export,
+                                "cam": cmd_cam,
                                 "labels": cmd_labels, "bench": cmd_bench, "list": cmd_list, "diagnose": cmd_diagnose,
                                 "hierarchy": cmd_hierarchy}
     try:

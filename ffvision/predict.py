@@ -28,16 +28,28 @@ def load_image(path: str | Path, channels: int, image_size: int) -> torch.Tensor
 
 def predict_files(checkpoint: str | Path, paths: list[str], strategy: str | None = None, top_k: int = 3,
                   device: str = "auto") -> Iterator[tuple[str, list[tuple[str, float]]]]:
-    """Yield (path, [(class name, probability), ...]) for each image, best first."""
-    method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
+    """Yield (path, [(class name, probability), ...]) for each image, best first (a checkpoint, or a model file
+    `ffvision export` wrote: it has one strategy, its own)."""
+    from ffvision.deploy import ExportedModel, is_exported
+
     if top_k < 1:
         raise ConfigError(f"--top-k must be positive, got {top_k}")
-    dev = resolve_device(device)
-    method.to(dev)
+    if is_exported(checkpoint):
+        model = ExportedModel(checkpoint)
+        if strategy is not None and strategy != model.meta["strategy"]:
+            raise ConfigError(f"{checkpoint} holds the {model.meta['strategy']} strategy only, not {strategy}")
+        meta, dev, score = model.meta, torch.device("cpu"), model.scores
+    else:
+        method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
+        dev = resolve_device(device)
+        method.to(dev)
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return method.predict(x, strategy=strategy)
     classes = meta.get("classes") or [str(i) for i in range(meta["num_classes"])]
     images = [load_image(p, meta["in_channels"], meta["image_size"]) for p in paths]  # all errors first
     for path, img in zip(paths, images):
-        probs = method.predict(img[None].to(dev), strategy=strategy).softmax(dim=1)[0]
+        probs = score(img[None].to(dev)).softmax(dim=1)[0]
         p, idx = probs.topk(min(top_k, len(classes)))
         yield path, [(classes[i], float(q)) for q, i in zip(p.tolist(), idx.tolist())]
 

@@ -168,11 +168,14 @@ class ASGE(LocalMethod):
                 "correct": (logits.detach().argmax(1) == y).sum()}  # default strategy: heads
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
-        """Scores of every layer and of the three strategies, from one forward pass."""
+        """Scores of every layer and of the three strategies, from one forward pass (the heads only when
+        `strategy` is None or heads)."""
         outs = list(self.iter_outputs(x))
         layers = [o.scores.float() for o in outs]
-        return Scores({"last": layers[-1], "goodness-sum": torch.stack(layers).sum(0),
-                       "heads": self.head_logits([o.out for o in outs])}, layers)
+        res = Scores({"last": layers[-1], "goodness-sum": torch.stack(layers).sum(0)}, layers)
+        if strategy in (None, "heads"):
+            res.strategies["heads"] = self.head_logits([o.out for o in outs])
+        return res
 
     def score_counts(self, scores: Scores, y: torch.Tensor) -> Counts[torch.Tensor]:
         """Strategy and per-layer correct counts, plus early-exit accuracy and layers used."""

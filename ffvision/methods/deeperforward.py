@@ -88,7 +88,13 @@ class DeeperForward(RangeVoting, LocalMethod):
         return {"head_loss_sum": loss.detach() * y.shape[0]}
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
-        """Per-layer scores and the three strategies, from one forward pass."""
+        """Per-layer scores and the three strategies, from one forward pass (goodness alone: the layers up to the
+        voting range's last, no head)."""
+        if strategy == "goodness":
+            last = self.range_bounds()[1]
+            per = torch.stack([o.scores.float() for o in self.run_blocks(self.prepare(x), self.blocks[:last + 1],
+                                                                          hand_off_last=False)])
+            return Scores({"goodness": self.range_sum(per)}, list(per))
         outs = list(self.iter_outputs(x))
         per = torch.stack([o.scores.float() for o in outs])  # (L, B, N)
         goodness = self.range_sum(per)
@@ -101,6 +107,6 @@ class DeeperForward(RangeVoting, LocalMethod):
         n, blocks = len(self.blocks), self.trainable_parameters(self.blocks)
         head = blocks + self.trainable_parameters(self.head)
         last = self.range_bounds()[1] + 1
-        return {"goodness": {"trainable_parameters": blocks, "layers": last},
+        return {"goodness": {"trainable_parameters": self.trainable_parameters(self.blocks[:last]), "layers": last},
                 "head": {"trainable_parameters": head, "layers": n},
                 "ensemble": {"trainable_parameters": head, "layers": n}}

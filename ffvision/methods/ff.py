@@ -400,7 +400,10 @@ class GoodnessFF(LocalMethod):
         layers = len(self.blocks) if layers is None else layers
         # A pass holds at most max_eval_batch rows (images x labels): the batch is cut into slices of
         # at most max_eval_batch images, and each slice runs as many labels at once as fit.
-        rows = self.max_eval_batch  # >= 1 (checked, or derived with a floor of 1)
+        rows = self.max_eval_batch  # >= 1 (checked, or derived with a floor of 1); None: no limit (exported models)
+        if rows is None or b * n <= rows:  # every label of every image in one pass
+            cls = torch.arange(n, device=x.device)
+            return torch.stack([o.scores.float().view(n, -1).T for o in self._outputs_all_labels(x, cls, layers)])
         out = torch.empty(layers, b, n, device=x.device)
         for lo, xs in zip(range(0, b, rows), x.split(rows)):
             s = xs.shape[0]
@@ -426,10 +429,15 @@ class GoodnessFF(LocalMethod):
             prefix = F.pad(per_layer.cumsum(0), (0, 0, 0, 0, 1, 0))  # (l+1, B, N): prefix[k] = layers 1..k
             if upto is None:
                 res.ranges = {(a, b): prefix[b] - prefix[a - 1] for a, b in self.vote_candidates()}
-            ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))
+            if strategy is None:  # no host sync for the range (validation, tests)
+                ends = prefix.index_select(0, self.vote_range - torch.tensor([1, 0], device=x.device))
+            else:
+                ends = [prefix[int(self.vote_range[0]) - 1], prefix[upto]]
             res.strategies["goodness"] = ends[1] - ends[0]
         if strategy in (None, "probe"):
-            res.strategies["probe"] = torch.cat([self.probe_logits(xs) for xs in x.split(self.max_eval_batch)])
+            rows = self.max_eval_batch
+            res.strategies["probe"] = (self.probe_logits(x) if rows is None else
+                                       torch.cat([self.probe_logits(xs) for xs in x.split(rows)]))
         return res
 
     @torch.no_grad()
@@ -470,8 +478,10 @@ class GoodnessFF(LocalMethod):
         """Parameters, layers and forward passes per image each strategy needs."""
         blocks = self.trainable_parameters(self.blocks)
         n = len(self.blocks)
-        return {"goodness": {"trainable_parameters": blocks, "layers": n, "forward_passes": self.num_classes,
-                             "vote_from": int(self.vote_range[0]), "vote_to": int(self.vote_range[1])},
+        upto = int(self.vote_range[1])  # the layers after the voting range do not run
+        return {"goodness": {"trainable_parameters": self.trainable_parameters(self.blocks[:upto]), "layers": upto,
+                             "forward_passes": self.num_classes, "vote_from": int(self.vote_range[0]),
+                             "vote_to": upto},
                 "probe": {"trainable_parameters": blocks + self.trainable_parameters(self.probe), "layers": n,
                           "forward_passes": 1}}
 

@@ -82,9 +82,14 @@ class SFF(RangeVoting, LocalMethod):
                 for i, b in enumerate(self.blocks) if i not in self.frozen}
 
     def scores(self, x: torch.Tensor, strategy: str | None = None) -> Scores:
-        """Per-block goodness vectors and the average / last / selected-range strategies."""
-        per = torch.stack([o.scores.float() for o in self.iter_outputs(x)])  # (L, B, N)
+        """Per-block goodness vectors and the average / last / selected-range strategies (range alone: the blocks
+        up to the range's last)."""
         a, b = self.range_bounds()
+        if strategy == "range":
+            per = torch.stack([o.scores.float() for o in self.run_blocks(self.prepare(x), self.blocks[:b + 1],
+                                                                          hand_off_last=False)])
+            return Scores({"range": self.range_sum(per) / (b - a + 1)}, list(per))
+        per = torch.stack([o.scores.float() for o in self.iter_outputs(x)])  # (L, B, N)
         return Scores({"average": per.mean(0), "last": per[-1], "range": self.range_sum(per) / (b - a + 1)},
                       list(per))
 
@@ -94,7 +99,8 @@ class SFF(RangeVoting, LocalMethod):
         total = self.trainable_parameters(self.blocks)
         return {"average": {"trainable_parameters": total, "layers": n},
                 "last": {"trainable_parameters": total, "layers": n},
-                "range": {"trainable_parameters": total, "layers": int(self.range_sel[1]) + 1}}
+                "range": {"trainable_parameters": self.trainable_parameters(self.blocks[:int(self.range_sel[1]) + 1]),
+                          "layers": int(self.range_sel[1]) + 1}}
 
 
 @torch.no_grad()

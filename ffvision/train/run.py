@@ -18,7 +18,7 @@ from ffvision.config import TrainConfig, apply_overrides, checked, validate
 from ffvision.core.metrics import Counts
 from ffvision.data import build_splits, native_image_size
 from ffvision.data.datasets import DataSplits
-from ffvision.errors import ConfigError, ImageTooSmall
+from ffvision.errors import ConfigError, DataError, ImageTooSmall
 from ffvision.io import write_json
 from ffvision.methods import (
     LocalMethod,
@@ -38,7 +38,7 @@ from ffvision.train.checkpoint import (
     load_resumable,
     set_aside_damaged,
 )
-from ffvision.train.devices import cpu_has_native_bf16
+from ffvision.train.devices import batch_to_device, cpu_has_native_bf16
 from ffvision.train.distributed import (
     DistInfo,
     barrier,
@@ -404,20 +404,35 @@ def format_report(summary: dict[str, Any]) -> list[str]:
     lines = [f"test accuracy ({summary.get('method', '')} {summary.get('model', '')} on "
              f"{summary.get('dataset', '')}, {summary.get('num_test', '?')} images):",
              f"  {'strategy':<14} {'accuracy':>9} {'params':>11} {'layers':>7}"]
+    speed = summary.get("inference") or {}
+    if speed:
+        lines[-1] += (f" {'ms@1':>8} {'img/s@64':>9} {'MiB@1':>7} {'MiB@64':>7}   (inference on "
+                      f"{next(iter(speed.values()))['device']}, float32)")
     for name, acc in summary["test_accuracy_by_strategy"].items():
         chosen = summary.get("strategy", summary["default_strategy"])
-        how = {"validation": "chosen on validation", "given": "given"}.get(summary.get("strategy_selected_on", ""),
-                                                                           "the method's default")
+        how = {"validation": "chosen on validation", "given": "given", "export": "the one the file holds"}.get(
+            summary.get("strategy_selected_on", ""), "the method's default")
         mark = f" <- reported ({how})" if name == chosen else ""
+        layers = info[name]["layers"]
         lines.append(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} "
-                     f"{info[name]['layers']:>7}{mark}")
+                     f"{'-' if layers is None else layers:>7}{_speed(speed.get(name))}{mark}")
     for e in summary.get("early_exit", []):
-        lines.append(f"  {'exit@' + format(e['threshold'], 'g'):<14} {e['accuracy']:>9.4f} "
-                     f"{info['early-exit']['trainable_parameters']:>11,} {e['mean_layers']:>7.2f}")
+        name = "exit@" + format(e["threshold"], "g")
+        lines.append(f"  {name:<14} {e['accuracy']:>9.4f} {info['early-exit']['trainable_parameters']:>11,} "
+                     f"{e['mean_layers']:>7.2f}{_speed(speed.get(name))}")
     if "test_top5_accuracy" in summary:
         lines.append(f"  top-5 ({summary.get('strategy', summary['default_strategy'])}): "
                      f"{summary['test_top5_accuracy']:.4f}")
     return lines
+
+
+def _speed(stats: dict[str, Any] | None) -> str:
+    """A strategy's inference columns: latency at batch 1, img/s at 64, peak MiB at 1 and 64 ('' if not measured)."""
+    if not stats:
+        return ""
+    mib = [stats.get(f"peak_bytes_batch{b}") for b in (1, 64)]
+    return (f" {stats['latency_ms']:>8.2f} {stats['images_per_second']:>9.0f} "
+            + " ".join(f"{'-' if m is None else format(m / 2**20, '.1f'):>7}" for m in mib))
 
 
 def checkpoint_data(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
@@ -444,13 +459,62 @@ def checkpoint_data(path: str | Path, dataset: str | None = None, data_dir: str 
 
 def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
                         split: str = "test", device: str = "auto", download: bool = False,
-                        num_workers: int | None = None) -> dict[str, Any]:
-    """Accuracy of a checkpoint on a dataset split, by strategy, layer and early exit."""
+                        num_workers: int | None = None, inference: bool = True) -> dict[str, Any]:
+    """Accuracy of a checkpoint (or of a model file `ffvision export` wrote) on a dataset split, by strategy, layer
+    and early exit; with `inference`, each strategy's latency, throughput and peak memory (deploy.py)."""
+    from ffvision import deploy
+
+    if deploy.is_exported(path):
+        return evaluate_exported(path, dataset, data_dir, split, download, num_workers, inference)
     method, cfg, data = checkpoint_data(path, dataset, data_dir, device, download, num_workers)
-    counts = Trainer(method, cfg, None).evaluate(getattr(data, split), split)
+    trainer = Trainer(method, cfg, None)
+    counts = trainer.evaluate(getattr(data, split), split)
     n = len(getattr(data, split))
-    return {"method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split, "num_test": n,
-            **report(method, counts)}
+    res = {"method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split, "num_test": n,
+           **report(method, counts)}
+    if inference:
+        res["inference"] = deploy.method_inference_stats(method, trainer.device)
+    return res
+
+
+def evaluate_exported(path: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                      split: str = "test", download: bool = False, num_workers: int | None = None,
+                      inference: bool = True) -> dict[str, Any]:
+    """Accuracy of an exported model file on a dataset split (its own dataset and split by default), as
+    evaluate_checkpoint reports a checkpoint's; its latency and throughput where it runs (the CPU)."""
+    from torch.utils.data import DataLoader
+
+    from ffvision import deploy
+
+    model = deploy.ExportedModel(path)
+    meta = model.meta
+    same = dataset is None or dataset == meta["dataset"]
+    data = build_splits(meta["dataset"] if same else dataset, data_dir, download=download,
+                        image_size=meta["image_size"], val_size=meta["val_size"] if same else None,
+                        split_seed=meta["split_seed"], augment=None)
+    if (data.num_classes, data.in_channels) != (meta["num_classes"], meta["in_channels"]):
+        raise ConfigError(f"{path} expects {meta['num_classes']} classes and {meta['in_channels']} channel(s); "
+                          f"{data.name} has {data.num_classes} and {data.in_channels}")
+    right = n = 0
+    for x, y in DataLoader(getattr(data, split), batch_size=256, num_workers=num_workers or 0):
+        x, y = batch_to_device(x, y, torch.device("cpu"))
+        right += int((model.scores(x).argmax(1) == y).sum())
+        n += y.shape[0]
+    if n == 0:
+        raise DataError(f"{split}: no images to evaluate")
+    key = meta["strategy"] if meta["threshold"] is None else f"exit@{meta['threshold']:g}"
+    res: dict[str, Any] = {
+        "method": meta["method"], "model": meta["model"], "dataset": data.name, "split": split, "num_test": n,
+        "exported": str(path), "format": meta["format"], "quantize": meta["quantize"], "default_strategy": key,
+        "strategy": key, "strategy_selected_on": "export", "test_accuracy": right / n,
+        "test_accuracy_by_strategy": {key: right / n},
+        "test_layer_accuracy": [], "trainable_parameters": model.parameters(),
+        "strategies": {key: {"trainable_parameters": model.parameters(), "layers": None}}}
+    if inference:
+        res["inference"] = {key: {**deploy.inference_stats(model.scores, meta["in_channels"], meta["image_size"],
+                                                           torch.device("cpu"), memory=False),
+                                  "parameters": model.parameters(), "file_bytes": Path(path).stat().st_size}}
+    return res
 
 
 def diagnose_checkpoint(path: str | Path, out: str | Path, split: str = "val", images: int = 1000,
