@@ -145,7 +145,49 @@ def run_training(name: str, spec: dict, args: argparse.Namespace, out: Path) -> 
                                        "train_seconds", "trainable_parameters", "early_exit", "images_seen",
                                        "epochs_reached", "val_seconds", "test_seconds")},
               **(resident_by_epoch(run_dir) if spec.get("report") == "soak" else {}),
+              **(deployed(run_dir, s["strategy"]) if spec.get("report") == "deploy" else {}),
               "config": s["config"]}, out)
+
+
+def deployed(run_dir: Path, strategy: str) -> dict:
+    """Inference cost of every strategy of a trained run, and its reported strategy exported to ONNX (float32 and
+    int8) and evaluated from the file."""
+    import torch
+
+    from ffvision import deploy
+    from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
+    from ffvision.train.run import evaluate_exported
+
+    method, _ = method_from_checkpoint(load_checkpoint(run_dir))
+    files = {}
+    for quantize in (None, "int8"):
+        path = run_dir / f"{strategy}{'-int8' if quantize else ''}.onnx"
+        deploy.export(run_dir, path, "onnx", strategy, quantize=quantize)
+        r = evaluate_exported(path)
+        files[quantize or "float32"] = {"test_accuracy": r["test_accuracy"], **r["inference"][strategy]}
+    return {"inference": deploy.method_inference_stats(method, torch.device("cpu")),
+            "strategy_info": method.strategy_info(), "exported": files}
+
+
+def deploy_report(paths: list[Path], spec: dict) -> list[str]:
+    """Markdown rows per run and strategy: test accuracy, parameters, latency, throughput and peak memory; then the
+    reported strategy's ONNX files."""
+    out = ["| run | strategy | test accuracy | parameters | latency, batch 1 (ms) | img/s, batch 64 | peak MiB, "
+           "batch 1 | peak MiB, batch 64 | machine | commit | date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    files = ["| run | reported strategy as ONNX | test accuracy | file MiB | latency, batch 1 (ms) | img/s, batch 64 |",
+             "|---|---|---|---|---|---|"]
+    for name, r in latest_records(paths).items():
+        acc = dict(r["test_accuracy_by_strategy"])
+        acc.update({f"exit@{e['threshold']:g}": e["accuracy"] for e in r.get("early_exit") or []})
+        for key, m in r["inference"].items():
+            mark = " (reported)" if key == r["strategy"] else ""
+            out.append(f"| {name} | {key}{mark} | {100 * acc[key]:.2f} | {m['parameters']:,} | {m['latency_ms']:.2f} | "
+                       f"{m['images_per_second']:,.0f} | {m['peak_bytes_batch1'] / 2**20:.1f} | "
+                       f"{m['peak_bytes_batch64'] / 2**20:.1f} | {r['machine']} | {r['commit']} | {r['date']} |")
+        for kind, f in r["exported"].items():
+            files.append(f"| {name} | {r['strategy']}, {kind} | {100 * f['test_accuracy']:.2f} | "
+                         f"{f['file_bytes'] / 2**20:.2f} | {f['latency_ms']:.2f} | {f['images_per_second']:,.0f} |")
+    return out + [""] + files
 
 
 def jobs(spec: dict, args: argparse.Namespace, done: set[tuple[str, str, int]]) -> list[tuple[str, dict, int]]:
@@ -514,8 +556,9 @@ def main() -> None:
     spec = load(args.protocol)
     if args.report is not None:
         paths = args.report or sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))
-        if spec.get("report") in ("sweep", "soak", "time"):
-            kind = {"sweep": sweep_report, "soak": soak_report, "time": time_report}[spec["report"]]
+        if spec.get("report") in ("sweep", "soak", "time", "deploy"):
+            kind = {"sweep": sweep_report, "soak": soak_report, "time": time_report,
+                    "deploy": deploy_report}[spec["report"]]
             print("\n".join(kind(paths, spec)))
             return
         kind = {"batch-sweep": batch_sweep_report}.get(spec.get("report"), bench_report if "bench" in spec else report)

@@ -308,7 +308,11 @@ def _quantized_onnx(data: bytes) -> bytes:
         src.write_bytes(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            logging.disable(logging.WARNING)  # its advice to pre-process, through the root logger
+            try:
+                quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
         onnx = need("onnx")
         proto = onnx.load(str(dst))
         meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
