@@ -230,7 +230,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "onnx", strategy:
         raise ConfigError("--quantize int8 is available with --format onnx (onnxruntime's dynamic quantization); "
                           "TorchScript models stay float32")
     if fmt == "onnx":
-        need("onnx")
+        need("onnx"), need("onnxscript")  # (torch's ONNX exporter translates through onnxscript)
     method, meta = method_from_checkpoint(load_checkpoint(checkpoint))
     strategy, threshold = check_strategy(method, strategy, threshold)
     model = strategy_model(method, strategy, threshold, stop=fmt == "torchscript")

@@ -47,10 +47,11 @@ def test_train_eval_predict(trained: Path, fast_cfg: dict, capsys, tmp_path: Pat
     summary = json.loads((trained / "summary.json").read_text())
     code, out, _ = run_cli(capsys, "eval", str(trained / "best.pt"), "--device", "cpu", "--json",
                            str(tmp_path / "e.json"))
-    assert code == 0 and "goodness-sum" in out and "exit@0.9" in out
+    assert code == 0 and "goodness-sum" in out and "exit@0.9" in out and "ms@1" in out
     res = json.loads((tmp_path / "e.json").read_text())
     assert res["test_accuracy"] == pytest.approx(summary["test_accuracy"])
-    code, out, _ = run_cli(capsys, "eval", str(trained), "--strategy", "last", "--device", "cpu")
+    assert res["inference"]["exit@0.9"]["latency_ms"] > 0 and res["inference"]["heads"]["peak_bytes_batch64"] > 0
+    code, out, _ = run_cli(capsys, "eval", str(trained), "--strategy", "last", "--device", "cpu", "--no-inference")
     assert code == 0 and out.startswith("last: ")
     img = tmp_path / "shirt.png"
     Image.new("L", (28, 28), 128).save(img)
@@ -63,6 +64,31 @@ def test_train_eval_predict(trained: Path, fast_cfg: dict, capsys, tmp_path: Pat
     names = json.loads((trained / "summary.json").read_text())
     assert names and any(c in lines[0] for c in ("T-shirt/top", "Trouser", "Bag", "Sneaker", "Coat", "Dress",
                                                  "Sandal", "Shirt", "Pullover", "Ankle boot"))
+
+
+def test_export_then_eval_and_predict_the_file(trained: Path, capsys, tmp_path: Path):
+    model = tmp_path / "asge.pt"
+    code, out, err = run_cli(capsys, "export", str(trained), "--strategy", "goodness-sum", "--format", "torchscript",
+                             "--out", str(model))
+    assert code == 0 and "goodness-sum" in out, err
+    code, out, err = run_cli(capsys, "eval", str(model), "--json", str(tmp_path / "x.json"))
+    assert code == 0 and "the one the file holds" in out, err
+    res = json.loads((tmp_path / "x.json").read_text())
+    ours = json.loads((trained / "summary.json").read_text())["test_accuracy_by_strategy"]["goodness-sum"]
+    assert abs(res["test_accuracy"] - ours) <= 0.05  # float32 file, the run evaluated in its own precision
+    img = tmp_path / "shirt.png"
+    Image.new("L", (28, 28), 128).save(img)
+    code, out, err = run_cli(capsys, "predict", str(model), str(img))
+    assert code == 0 and out.startswith(f"{img}: "), err
+    assert_one_line_error(*run_cli(capsys, "predict", str(model), str(img), "--strategy", "heads")[::2],
+                          "holds the goodness-sum strategy only")
+    assert_one_line_error(*run_cli(capsys, "export", str(trained), "--out", str(tmp_path / "a.bin"))[::2],
+                          r"ends in \.onnx")
+    with pytest.raises(SystemExit) as e:
+        run_cli(capsys, "export", str(trained), "--format", "tflite", "--out", "m")
+    assert e.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
+    assert_one_line_error(*run_cli(capsys, "export", str(trained), "--strategy", "heads", "--threshold", "0.9",
+                                   "--out", str(tmp_path / "m.onnx"))[::2], "applies to --strategy early-exit only")
 
 
 def test_flags_override_recipe(tmp_path: Path, fast_cfg: dict, capsys):
@@ -206,7 +232,8 @@ def test_new_methods_train_eval_and_cam(method, extra, fast_cfg: dict, capsys, t
     expected = {"goodness", "probe"} if method != "asge" else {"last", "goodness-sum", "heads"}
     assert set(summary["test_accuracy_by_strategy"]) == expected
     # top-5 is of the reported strategy (it was once counted for the default one): it matches `eval`
-    code, out, err = run_cli(capsys, "eval", cfg["out"], "--device", "cpu", "--json", str(tmp_path / "ev.json"))
+    code, out, err = run_cli(capsys, "eval", cfg["out"], "--device", "cpu", "--no-inference", "--json",
+                             str(tmp_path / "ev.json"))
     assert code == 0, err
     again = json.loads((tmp_path / "ev.json").read_text())
     assert summary["test_top5_accuracy"] >= summary["test_accuracy"]

@@ -94,7 +94,7 @@ def test_a_run_checkpoints_and_evaluates_the_same(fast_cfg: dict, capsys):
     x = torch.rand(4, 1, 16, 16)
     for s in method.strategies:
         assert torch.equal(method.predict(x, s), again.predict(x, s))
-    res = evaluate_checkpoint(run / "best.pt", device="cpu")
+    res = evaluate_checkpoint(run / "best.pt", device="cpu", inference=False)
     on_disk = json.loads((run / "summary.json").read_text())
     assert res["test_accuracy_by_strategy"] == pytest.approx(on_disk["test_accuracy_by_strategy"])
     # its head's class rows give a hierarchy HCL-FF takes (the official CIFAR procedure)

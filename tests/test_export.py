@@ -114,6 +114,30 @@ def test_bad_export_requests_are_one_line_errors(tmp_path):
             deploy.export(path, tmp_path / "m.onnx", **{"fmt": "onnx", **kwargs})
 
 
+def test_the_documented_onnxruntime_snippet_runs(tmp_path, monkeypatch):
+    """docs/deploying.md's plain-onnxruntime example classifies an image as ffvision does."""
+    import re
+
+    from PIL import Image
+
+    path, method, x = trained_checkpoint(tmp_path, "bp")
+    deploy.export(path, tmp_path / "asge.onnx", "onnx", "last")
+    img = (x[0, 0] * 255).round().to(torch.uint8).numpy()
+    Image.fromarray(img).save(tmp_path / "boot.png")
+    doc = (Path(__file__).parents[1] / "docs" / "deploying.md").read_text()
+    code = re.search(r"## Run an ONNX file without ffvision\n\n```python\n(.*?)```", doc, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    exec(code, {"print": printed.append})
+    want = method.predict(torch.from_numpy(img).float()[None, None] / 255, "last").argmax(1).item()
+    assert printed == [f"c{want}"]
+
+
+def test_a_missing_extra_is_named():
+    with pytest.raises(ConfigError, match=r"pip install 'ffvision\[export\]'"):
+        deploy.need("no_such_module_here")
+
+
 def test_inference_stats_per_strategy(tmp_path):
     _, method, _ = trained_checkpoint(tmp_path, "asge")
     stats = deploy.method_inference_stats(method, torch.device("cpu"), budget=0.05)

@@ -58,7 +58,7 @@ def test_checkpoint_round_trip_gives_identical_predictions(fast_cfg: dict):
     for s in method.strategies:
         assert torch.equal(method.predict(x, s), again.predict(x, s))
     summary = json.loads((run / "summary.json").read_text())
-    res = evaluate_checkpoint(run / "best.pt", device="cpu")
+    res = evaluate_checkpoint(run / "best.pt", device="cpu", inference=False)
     assert res["test_accuracy_by_strategy"] == pytest.approx(summary["test_accuracy_by_strategy"])
 
 
