@@ -35,10 +35,11 @@ import time
 from pathlib import Path
 
 import torch
-from protocol import cpu_name, mean_sd
+from protocol import mean_sd
 
 import ffvision
 from ffvision.data import build_splits
+from ffvision.train.devices import cpu_name
 from ffvision.train.placement import set_precision
 
 ORDER = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

@@ -39,29 +39,11 @@ def load(name: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def cpu_name() -> str:
-    """The CPU's model name, family/model and its bf16/AMX support, from /proc/cpuinfo (else the platform)."""
-    import platform
-
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')} model "
-            f"{fields.get('model', '?')}{', ' + ', '.join(extra) if extra else ''})")
-
-
 def machine(device: object = "cpu") -> str:
-    """Where a record was measured: the GPU's name, or the CPU and the torch threads."""
-    import torch
+    """Where a record was measured (ffvision.train.devices.device_name)."""
+    from ffvision.train.devices import device_name
 
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
-    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
+    return device_name(device)
 
 
 def machine_slug(device: str) -> str:

@@ -414,8 +414,9 @@ def inference_stats(score: Callable[[torch.Tensor], Any], channels: int, size: i
                     memory: bool = True, budget: float = 1.0) -> dict[str, Any]:
     """Latency at batch 1 (ms, median after warm-up), img/s at batch 64, exact peak tensor bytes at both."""
     from ffvision.bench import exact_peak_bytes
+    from ffvision.train.devices import device_name
 
-    out: dict[str, Any] = {"device": str(device)}
+    out: dict[str, Any] = {"device": device_name(device)}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for batch in (LATENCY_BATCH, THROUGHPUT_BATCH):
         x = torch.rand(batch, channels, size, size, device=device)

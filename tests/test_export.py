@@ -143,6 +143,6 @@ def test_inference_stats_per_strategy(tmp_path):
     stats = deploy.method_inference_stats(method, torch.device("cpu"), budget=0.05)
     assert set(stats) == {"last", "goodness-sum", "heads"} | {f"exit@{t:g}" for t in method.early_exit_thresholds}
     for s in stats.values():
-        assert s["latency_ms"] > 0 and s["images_per_second"] > 0 and s["device"] == "cpu"
+        assert s["latency_ms"] > 0 and s["images_per_second"] > 0 and "torch threads" in s["device"]
         assert s["peak_bytes_batch64"] > s["peak_bytes_batch1"] > 0
     assert stats["heads"]["parameters"] > stats["last"]["parameters"]

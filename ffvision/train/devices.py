@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from pathlib import Path
 
 import torch
 
@@ -42,7 +43,30 @@ def batch_to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device,
     return x, y.to(device, non_blocking=True)
 
 
-__all__ = ["batch_to_device", "cpu_has_native_bf16", "resolve_device"]
+__all__ = ["batch_to_device", "cpu_has_native_bf16", "cpu_name", "device_name", "resolve_device"]
+
+
+def cpu_name() -> str:
+    """The CPU's model name, family/model and its bf16/AMX support, from /proc/cpuinfo (else the platform)."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return (f"{fields.get('model name', platform.machine())} (family {fields.get('cpu family', '?')} model "
+            f"{fields.get('model', '?')}{', ' + ', '.join(extra) if extra else ''})")
+
+
+def device_name(device: object = "cpu") -> str:
+    """A device named as a measurement's record needs it: the GPU's name, or the CPU and the torch threads."""
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(torch.device(str(device)))}, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
 
 
 def resident_bytes() -> int | None:
