@@ -90,9 +90,9 @@ class TrainConfig:
     eval_batch_size: int = option(512, "batch size for validation and test", ge=1, topic=EVALUATION)
 
     device: str = option("auto", "auto | cpu | cuda | cuda:N", topic=RUNNING)
-    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA; for asge, ffcnn and bp on VGG also on a CPU "
-                      "with native bf16, avx512_bf16 or AMX, where it measured faster at the same accuracy) | bf16 | "
-                      "off (float32)", choices=("auto", "bf16", "off"), topic=RUNNING)
+    amp: str = option("auto", "mixed precision: auto (bf16 on CUDA; for asge, ffcnn, deeperforward, hclff and bp on "
+                      "VGG also on a CPU with native bf16, avx512_bf16 or AMX, where it measured faster at the same "
+                      "accuracy) | bf16 | off (float32)", choices=("auto", "bf16", "off"), topic=RUNNING)
     channels_last: bool | None = option(None, "channels_last memory format (default: on CUDA, and with bf16 on "
                                         "the CPU for asge and bp on VGG)", topic=RUNNING)
     num_workers: int | None = option(None, "DataLoader workers (default: 0 on CPU, 8 on CUDA)", ge=0, topic=RUNNING)

@@ -197,8 +197,8 @@ class DeeperForwardOptions(MethodOptions):
 class HCLFFOptions(DeeperForwardOptions):
     """HCL-FF: DeeperForward with coarse-to-fine class groups per layer and a supervised contrastive term."""
 
-    hierarchy: str | None = option(None, "class hierarchy: a shipped name (fashion-mnist) or a JSON file of levels "
-                                   "(coarse to fine, each a partition of the classes); None: every layer on the "
+    hierarchy: str | None = option(None, "class hierarchy: a shipped name (fashion-mnist, mnist) or a JSON file of "
+                                   "levels (coarse to fine, each a partition of the classes); None: every layer on the "
                                    "classes themselves")
     level_schedule: str = option("linear", "which level each layer learns: linear (spread over the depth) | "
                                  "increasing (layer i on level i, then the finest)", choices=("linear", "increasing"))
