@@ -392,3 +392,36 @@ def test_label_smoothing_changes_every_local_loss(method):
     smooth.train_step(x, y)  # and a training step runs through it (the fused step included for asge)
     with pytest.raises(ConfigError, match="label_smoothing must be in"):
         ffvision.create_method(method, **SMALL, label_smoothing=1.0)
+
+
+@pytest.mark.parametrize("name,options", [("asge", SMALL), ("ffcnn", {**SMALL, "model": "ffcnn3", "filters": 4}),
+                                          ("hinton", {**SMALL, "model": "mlp", "width_mult": 0.02, "image_size": 8})])
+def test_hybrid_blocks_train_their_layers_end_to_end_and_nothing_across(name, options):
+    """--layers-per-block 2: block 1 holds layers 1-2, its local loss reaches both (through layer 1's transition)
+    and no other block; every block's input has no autograd history."""
+    m = ffvision.create_method(name, **{**options, "layers_per_block": 2})
+    flat = ffvision.create_method(name, **options)
+    assert len(m.blocks) == (len(flat.blocks) + 1) // 2
+    first = [p for layer in m.blocks[0].body.inner for p in layer.parameters()]
+    assert len(first) == 4  # two layers' weights and biases
+    seen = []
+    handles = [b.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].grad_fn is None
+                                                                        and not inp[0].requires_grad))
+               for b in m.blocks]
+    x, y = batch(size=options["image_size"])
+    before = [[p.detach().clone() for p in b.parameters()] for b in m.blocks]
+    h, target, _ = m.begin_step(x, y)
+    o = m.blocks[0](h)
+    m.blocks[0].local_loss(o.scores, target).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in first)
+    assert all(p.grad is None for b in m.blocks[1:] for p in b.parameters())
+    m.train_step(x, y)
+    for h in handles:
+        h.remove()
+    assert seen and all(seen)
+    assert all(any(not torch.equal(p, q) for p, q in zip(b.parameters(), old)) for b, old in zip(m.blocks, before))
+
+
+def test_hybrid_blocks_larger_than_the_network_are_an_error():
+    with pytest.raises(ConfigError, match=r"layers_per_block must be in 1\.\.7 \(this model has 7 layers\), got 8"):
+        ffvision.create_method("asge", **{**SMALL, "layers_per_block": 8})

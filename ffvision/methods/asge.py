@@ -29,6 +29,7 @@ from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
+from ffvision.models.hybrid import group_layers
 
 
 class Heads(nn.ModuleList):
@@ -92,14 +93,16 @@ class ASGE(LocalMethod):
                           dropout=o.dropout, image_size=image_size, filters=o.filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"asge needs a plain conv stack (vgg8, vgg11, vgg11a), not {o.model!r}")
+        net = group_layers(net, o.layers_per_block)  # hybrid blocks: one block per group of layers
         nlayers = len(net.layers)
-        if not 1 <= o.heads_from <= nlayers:
+        heads_from = min(o.heads_from, nlayers) if o.layers_per_block > 1 else o.heads_from  # counted in blocks
+        if not 1 <= heads_from <= nlayers:
             raise ConfigError(f"heads_from must be in [1, {nlayers}], got {o.heads_from}")
         self.lr, self.weight_decay = o.lr, o.weight_decay
         self.lr_fan_in = o.lr_fan_in
         self.head_lr = o.head_lr
         self.head_weight_decay = o.head_weight_decay
-        self.heads_from = heads_from = o.heads_from
+        self.heads_from = heads_from
         self.early_exit_thresholds = tuple(float(t) for t in o.early_exit_thresholds)
         loss = smoothed_cross_entropy(o.label_smoothing)
         self.stem = net.stem

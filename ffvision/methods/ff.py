@@ -70,6 +70,7 @@ from ffvision.errors import ConfigError
 from ffvision.methods.base import LocalMethod, build_model
 from ffvision.methods.options import METHODS
 from ffvision.methods.registry import register_method
+from ffvision.models.hybrid import group_layers
 
 PEER_MOMENTUM = 0.9  # running mean of each unit's activity for peer normalisation (Hinton's reference code)
 EVAL_PASS_BYTES = 32 * 2**20  # the widest float32 feature map one evaluation pass may hold (auto max_eval_batch)
@@ -139,11 +140,13 @@ class GoodnessFF(LocalMethod):
         self.check_labels(o.labels)
         if o.num_negatives >= num_classes:  # its lower bound is declared; the upper one is the data's
             raise ConfigError(f"num_negatives must be in 1..{num_classes - 1}, got {o.num_negatives}")
-        model, vote_from, vote_to, train_first_layer = o.model, o.vote_from, o.vote_to, o.train_first_layer
+        model, vote_from, vote_to = o.model, o.vote_from, o.vote_to
+        train_first_layer = o.train_first_layer or o.layers_per_block > 1  # a hybrid block 1 is more than layer 1
         net = build_model(model, in_channels=in_channels, num_classes=0, width_mult=o.width_mult, dropout=o.dropout,
                           image_size=image_size, filters=o.filters)
         if not hasattr(net, "layers") or not hasattr(net, "feature_info"):
             raise ConfigError(f"{self.name} needs a layered model (ffcnn3, vgg8, mlp, ...), not {model!r}")
+        net = group_layers(net, o.layers_per_block)  # hybrid blocks: one block per group of layers
         n_layers = len(net.layers)
         for name, v in (("vote_from", vote_from), ("vote_to", vote_to)):
             if v is not None and not 1 <= v <= n_layers:

@@ -42,6 +42,15 @@ class LayerWidthOptions:
 
 
 @dataclass(frozen=True)
+class HybridOptions:
+    """Methods that build one local block per layer of a plain stack (conv stacks, MLPs)."""
+
+    layers_per_block: int = option(1, "hybrid blocks: K consecutive layers trained end to end as one block against "
+                                   "the last one's local loss, never across blocks (1: every layer its own block)",
+                                   ge=1)
+
+
+@dataclass(frozen=True)
 class LabelSmoothingOptions:
     """Methods trained with a cross-entropy over the classes."""
 
@@ -57,7 +66,7 @@ class PretrainedOptions:
 
 
 @dataclass(frozen=True)
-class ASGEOptions(LabelSmoothingOptions, LayerWidthOptions, MethodOptions):
+class ASGEOptions(HybridOptions, LabelSmoothingOptions, LayerWidthOptions, MethodOptions):
     """ASGE: spatial goodness readouts through fixed projections, linear heads, early exit."""
 
     # Defaults for runs without a recipe, chosen on the validation split of the quick protocol
@@ -96,7 +105,7 @@ class BackpropOptions(PretrainedOptions, LabelSmoothingOptions, LayerWidthOption
 
 
 @dataclass(frozen=True)
-class GoodnessFFOptions(LayerWidthOptions, MethodOptions):
+class GoodnessFFOptions(HybridOptions, LayerWidthOptions, MethodOptions):
     """Label-in-the-input Forward-Forward (ffcnn, hinton): goodness losses, negatives, voting, probe."""
 
     model: str = "ffcnn3"
@@ -121,7 +130,8 @@ class GoodnessFFOptions(LayerWidthOptions, MethodOptions):
     input_norm: bool = option(True, "RMS-normalise each input (image + label) before layer 1")
     peer_norm: float = option(0.0, "weight of peer normalisation, which pulls each unit's running mean activity "
                               "to its layer's mean so units cannot die (Hinton's code; 0: off)", ge=0)
-    train_first_layer: bool = option(False, "train layer 1 (off: it keeps its random weights)")
+    train_first_layer: bool = option(False, "train layer 1 (off: it keeps its random weights; hybrid blocks, "
+                                     "layers_per_block > 1, always train)")
     vote_from: int | None = option(None, "goodness inference sums layers VOTE_FROM..VOTE_TO (None: chosen on the "
                                    "validation split; Hinton used 2)", ge=1)
     vote_to: int | None = option(None, "last layer whose goodness is summed (None: chosen on validation)", ge=1)

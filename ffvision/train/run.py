@@ -413,9 +413,10 @@ def format_report(summary: dict[str, Any]) -> list[str]:
         how = {"validation": "chosen on validation", "given": "given", "export": "the one the file holds"}.get(
             summary.get("strategy_selected_on", ""), "the method's default")
         mark = f" <- reported ({how})" if name == chosen else ""
-        layers = info[name]["layers"]
+        layers, passes = info[name]["layers"], info[name].get("forward_passes", 1)
+        cost = f" ({passes} passes an image, one per class)" if passes > 1 else ""
         lines.append(f"  {name:<14} {acc:>9.4f} {info[name]['trainable_parameters']:>11,} "
-                     f"{'-' if layers is None else layers:>7}{_speed(speed.get(name))}{mark}")
+                     f"{'-' if layers is None else layers:>7}{_speed(speed.get(name))}{mark}{cost}")
     for e in summary.get("early_exit", []):
         name = "exit@" + format(e["threshold"], "g")
         lines.append(f"  {name:<14} {e['accuracy']:>9.4f} {info['early-exit']['trainable_parameters']:>11,} "
