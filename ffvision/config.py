@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ffvision.data.specs import AUGMENTS
 from ffvision.errors import ConfigError
 from ffvision.methods.options import MethodOptions
 from ffvision.methods.registry import method_declarations, method_spec, option_declarations, option_owners
@@ -52,7 +53,8 @@ class TrainConfig:
                                  "scaling by 0.9-1.1: HCL-FF's MNIST augmentation) | affine-flip (and horizontal "
                                  "flips with p 0.2: its FashionMNIST one) | contrastive (random resized crops of "
                                  "0.4-1 of the area, flips, colour jitter with p 0.8, grayscale with p 0.2: its "
-                                 "CIFAR one) (default: the dataset's: shift for imagefolder)", topic=DATA)
+                                 "CIFAR one) (default: the dataset's: shift for imagefolder)", choices=AUGMENTS,
+                                 topic=DATA)
 
     epochs: int | None = option(None, "training epochs (default: from the training set's size, enough to see "
                                 "500,000 images: 10 for FashionMNIST's 50,000 images, up to 100 for fewer; "
