@@ -341,6 +341,8 @@ class ExportedModel:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._ort: Any = None  # an onnxruntime InferenceSession, or
+        self._module: Any = None  # a TorchScript module
         if not self.path.is_file():
             raise CheckpointError(f"model file {self.path} not found")
         try:
@@ -355,17 +357,17 @@ class ExportedModel:
         self.device = torch.device("cpu")
 
     def _load_onnx(self) -> None:
-        """An onnxruntime session on the CPU; the metadata from the file."""
+        """The model loaded into onnxruntime on the CPU; the metadata from the file."""
         ort = need("onnxruntime")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        props = self._session.get_modelmeta().custom_metadata_map
+        self._ort = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        props = self._ort.get_modelmeta().custom_metadata_map
         if META_KEY not in props:
             raise CheckpointError(f"{self.path} is an ONNX model without ffvision's metadata (not from ffvision "
                                   "export)")
         self.meta = json.loads(props[META_KEY])
-        self._input = self._session.get_inputs()[0].name
+        self._input = self._ort.get_inputs()[0].name
 
     def _load_torchscript(self) -> None:
         """The TorchScript module; the metadata from its extra file."""
@@ -389,8 +391,8 @@ class ExportedModel:
         """Class scores (B, N) of a float batch, as a CPU float32 tensor."""
         self.check(x)
         x = x.detach().float().cpu().contiguous()
-        if hasattr(self, "_session"):
-            return torch.from_numpy(self._session.run(None, {self._input: x.numpy()})[0])
+        if self._ort is not None:
+            return torch.from_numpy(self._ort.run(None, {self._input: x.numpy()})[0])
         return self._module(x).float()
 
     def parameters(self) -> int:
