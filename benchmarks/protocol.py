@@ -137,17 +137,16 @@ def deployed(run_dir: Path, strategy: str) -> dict:
     import torch
 
     from ffvision import deploy
-    from ffvision.train.checkpoint import load_checkpoint, method_from_checkpoint
-    from ffvision.train.run import evaluate_exported
+    from ffvision.train.run import checkpoint_data, evaluate_exported
 
-    method, _ = method_from_checkpoint(load_checkpoint(run_dir))
+    method, cfg, data = checkpoint_data(run_dir, device="cpu")
     files = {}
     for quantize in (None, "int8"):
         path = run_dir / f"{strategy}{'-int8' if quantize else ''}.onnx"
         deploy.export(run_dir, path, "onnx", strategy, quantize=quantize)
         r = evaluate_exported(path)
         files[quantize or "float32"] = {"test_accuracy": r["test_accuracy"], **r["inference"][strategy]}
-    return {"inference": deploy.method_inference_stats(method, torch.device("cpu")),
+    return {"inference": deploy.method_inference_stats(method, deploy.first_images(data.test, torch.device("cpu"))),
             "strategy_info": method.strategy_info(), "exported": files}
 
 

@@ -412,16 +412,23 @@ def _median_seconds(call: Callable[[], Any], calls: int, budget: float) -> float
     return statistics.median(times)
 
 
-def inference_stats(score: Callable[[torch.Tensor], Any], channels: int, size: int, device: torch.device,
-                    memory: bool = True, budget: float = 1.0) -> dict[str, Any]:
-    """Latency at batch 1 (ms, median after warm-up), img/s at batch 64, exact peak tensor bytes at both."""
+def batches_of(images: torch.Tensor) -> dict[int, torch.Tensor]:
+    """The measured batches from real images: the first image (batch 1), the first 64 (repeated to 64 if fewer)."""
+    reps = -(-THROUGHPUT_BATCH // images.shape[0])
+    return {LATENCY_BATCH: images[:LATENCY_BATCH], THROUGHPUT_BATCH: images.repeat(reps, 1, 1, 1)[:THROUGHPUT_BATCH]}
+
+
+def inference_stats(score: Callable[[torch.Tensor], Any], images: torch.Tensor, memory: bool = True,
+                    budget: float = 1.0) -> dict[str, Any]:
+    """Latency at batch 1 (ms, median after warm-up), img/s at batch 64 and the exact peak of tensor bytes at both,
+    on real images (early exit's cost depends on them) on their device."""
     from ffvision.bench import exact_peak_bytes
     from ffvision.train.devices import device_name
 
+    device = images.device
     out: dict[str, Any] = {"device": device_name(device)}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for batch in (LATENCY_BATCH, THROUGHPUT_BATCH):
-        x = torch.rand(batch, channels, size, size, device=device)
+    for batch, x in batches_of(images).items():
 
         def call(x: torch.Tensor = x) -> None:
             score(x)
@@ -441,15 +448,24 @@ def inference_stats(score: Callable[[torch.Tensor], Any], channels: int, size: i
     return out
 
 
-def method_inference_stats(method: LocalMethod, device: torch.device, budget: float = 1.0
+def method_inference_stats(method: LocalMethod, images: torch.Tensor, budget: float = 1.0
                            ) -> dict[str, dict[str, Any]]:
-    """inference_stats of every strategy of a trained method (early exit per threshold), keyed as eval prints
-    them (`exit@T` for early exit)."""
+    """inference_stats of every strategy of a trained method (early exit per threshold) on `images` (float, on the
+    device to measure), keyed as eval prints them (`exit@T` for early exit)."""
     res = {}
     for strategy, threshold in strategies_of(method):
-        model = strategy_model(method, strategy, threshold).to(device)
+        model = strategy_model(method, strategy, threshold).to(images.device)
         key = strategy if threshold is None else f"exit@{threshold:g}"
         with kernels.references():  # the plain operations an exported model runs
-            res[key] = {**inference_stats(model, method.in_channels, method.image_size, device, budget=budget),
-                        "parameters": tensor_count(model)[0]}
+            res[key] = {**inference_stats(model, images, budget=budget), "parameters": tensor_count(model)[0]}
     return res
+
+
+def first_images(dataset: Any, device: torch.device) -> torch.Tensor:
+    """The first 64 images of a dataset split as a float batch in [0, 1] on `device` (what inference is timed on)."""
+    from torch.utils.data import DataLoader
+
+    from ffvision.train.devices import batch_to_device
+
+    x, y = next(iter(DataLoader(dataset, batch_size=THROUGHPUT_BATCH)))
+    return batch_to_device(x, y, device)[0]

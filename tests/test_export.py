@@ -139,9 +139,9 @@ def test_a_missing_extra_is_named():
 
 
 def test_inference_stats_per_strategy(tmp_path):
-    _, method, _ = trained_checkpoint(tmp_path, "asge")
+    _, method, x = trained_checkpoint(tmp_path, "asge")
     method.early_exit_thresholds = (0.9,)
-    stats = deploy.method_inference_stats(method, torch.device("cpu"), budget=0.05)
+    stats = deploy.method_inference_stats(method, x, budget=0.05)
     assert set(stats) == {"last", "goodness-sum", "heads"} | {f"exit@{t:g}" for t in method.early_exit_thresholds}
     for s in stats.values():
         assert s["latency_ms"] > 0 and s["images_per_second"] > 0 and "torch threads" in s["device"]

@@ -474,7 +474,8 @@ def evaluate_checkpoint(path: str | Path, dataset: str | None = None, data_dir: 
     res = {"method": cfg.method, "model": cfg.model, "dataset": data.name, "split": split, "num_test": n,
            **report(method, counts)}
     if inference:
-        res["inference"] = deploy.method_inference_stats(method, trainer.device)
+        res["inference"] = deploy.method_inference_stats(method, deploy.first_images(getattr(data, split),
+                                                                                     trainer.device))
     return res
 
 
@@ -512,8 +513,8 @@ def evaluate_exported(path: str | Path, dataset: str | None = None, data_dir: st
         "test_layer_accuracy": [], "trainable_parameters": model.parameters(),
         "strategies": {key: {"trainable_parameters": model.parameters(), "layers": None}}}
     if inference:
-        res["inference"] = {key: {**deploy.inference_stats(model.scores, meta["in_channels"], meta["image_size"],
-                                                           torch.device("cpu"), memory=False),
+        images = deploy.first_images(getattr(data, split), torch.device("cpu"))
+        res["inference"] = {key: {**deploy.inference_stats(model.scores, images, memory=False),
                                   "parameters": model.parameters(), "file_bytes": Path(path).stat().st_size}}
     return res
 
