@@ -8,9 +8,9 @@ and `ffvision predict`. Early exit is one model with the exit inside: in TorchSc
 every image has exited; ONNX cannot branch on data in a traced graph, so its model runs every layer and returns the
 scores of each image's first confident layer (the same predictions; the rule is in the metadata).
 
-`inference_stats` measures a strategy where it will run: latency at batch 1 (median of repeated calls after
-warm-up), images per second at batch 64, and the exact peak of bytes held by tensors at batch 1 and 64 (torch's
-allocation records, as `ffvision bench` measures training).
+`inference_stats` measures a strategy where it will run, on real images: latency at batch 1 (median of repeated
+calls after warm-up), images per second at batch 64, and the exact peak of bytes held by tensors at batch 1 and 64
+(torch's allocation records, as `ffvision bench` measures training).
 """
 
 from __future__ import annotations
