@@ -532,6 +532,8 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=1,
                     help="runs at a time, of a protocol that trains each run in its own process (soak)")
     ap.add_argument("--report", nargs="*", type=Path, default=None, help="print the markdown table of these records")
+    ap.add_argument("--remeasure", action="store_true", help="deploy: measure the recorded runs' inference again "
+                    "at this commit (their run directories kept), a new record each")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # the runs' progress
     spec = load(args.protocol)
@@ -546,6 +548,12 @@ def main() -> None:
         print("\n".join(kind(paths)))
         return
     out = args.out or default_out(args.protocol, args.device)
+    if args.remeasure:
+        for r in latest_records(sorted((HERE / "results").glob(f"{args.protocol}-*.jsonl"))).values():
+            emit({**r, **deployed(Path(r["run_dir"]), r["strategy"]), "trained_at": r.get("trained_at", r["commit"]),
+                  "commit": commit(), "date": date.today().isoformat(), "machine": machine(args.device),
+                  "command": r["command"] + " (inference: --remeasure)"}, out)
+        return
     (run_bench if "bench" in spec else run_training)(args.protocol, spec, args, out)
 
 
