@@ -275,7 +275,10 @@ def _torchscript_bytes(model: nn.Module, example: torch.Tensor, info: dict[str, 
     import io
 
     buf = io.BytesIO()
-    torch.jit.save(_traced(model, example), buf, _extra_files={f"{META_KEY}.json": json.dumps(info)})
+    traced = _traced(model, example)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.save's deprecation
+        torch.jit.save(traced, buf, _extra_files={f"{META_KEY}.json": json.dumps(info)})
     return buf.getvalue()
 
 
