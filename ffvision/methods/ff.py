@@ -404,7 +404,7 @@ class GoodnessFF(LocalMethod):
         # A pass holds at most max_eval_batch rows (images x labels): the batch is cut into slices of
         # at most max_eval_batch images, and each slice runs as many labels at once as fit.
         rows = self.max_eval_batch  # >= 1 (checked, or derived with a floor of 1); None: no limit (exported models)
-        if rows is None or b * n <= rows:  # every label of every image in one pass
+        if rows is None:  # every label of every image in one pass: a graph for any batch size
             cls = torch.arange(n, device=x.device)
             return torch.stack([o.scores.float().view(n, -1).T for o in self._outputs_all_labels(x, cls, layers)])
         out = torch.empty(layers, b, n, device=x.device)
